@@ -1,0 +1,276 @@
+"""The one schema of every option, loaded strictly with OmegaConf.
+
+A YAML file is merged over the dataclass defaults, then ``key.sub=value`` overrides from the command
+line. Unknown keys, wrong types and missing mandatory values (``???``) fail before any work starts,
+naming the key. Every default lives here and nowhere else.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from omegaconf import MISSING, DictConfig, OmegaConf
+from omegaconf.errors import OmegaConfBaseException
+
+from deepemocluster.errors import ConfigError
+
+ATTRIBUTES = ("arousal", "valence", "dominance")
+
+
+@dataclass
+class DemoConfig:
+    """Size and seed of the built-in synthetic corpus (see docs/demo_corpus.md)."""
+
+    seed: int = 0
+    n_train: int = 400
+    n_dev: int = 120
+    n_test: int = 160
+    n_unlabelled: int = 400
+    n_speakers: int = 40
+    min_seconds: float = 1.5
+    max_seconds: float = 4.5
+
+
+@dataclass
+class SplitNames:
+    train: str = "Train"
+    dev: str = "Development"
+    test: str = "Test1"
+
+
+@dataclass
+class DataConfig:
+    # msp_podcast: ROOT/Audios + ROOT/Labels/labels_consensus.csv; csv: a generic manifest file;
+    # demo: the built-in corpus, generated at `root` on first use (MSP-Podcast layout).
+    format: str = "demo"
+    root: str = "runs/demo_corpus"
+    manifest: str | None = None
+    unlabelled: list[str] = field(default_factory=list)
+    splits: SplitNames = field(default_factory=SplitNames)
+    # Keep this fraction of Train utterances labelled (per seed); the rest become unlabelled.
+    label_fraction: float = 1.0
+    allow_absolute_paths: bool = False
+    # A run fails when more than this share of its audio files cannot be used.
+    max_skip_ratio: float = 0.1
+    demo: DemoConfig = field(default_factory=DemoConfig)
+
+
+@dataclass
+class FeatureConfig:
+    kind: str = "log_mel"  # log_mel | mel (power, as the reference)
+    sample_rate: int = 16000
+    n_mels: int = 128
+    n_fft: int = 512
+    hop_length: int = 256
+    fmin: float = 0.0
+    fmax: float | None = None
+    log_offset: float = 1e-6
+    store: str = "runs/features"
+    workers: int = 2
+
+
+@dataclass
+class ChunkConfig:
+    n_chunks: int = 11
+    frames: int = 62
+    clip: float = 3.0  # z-normalised features are clipped to [-clip, clip]
+
+
+@dataclass
+class ModelConfig:
+    channels: list[int] = field(default_factory=lambda: [32, 32, 64, 64, 128, 128, 128])
+    strides: list[int] = field(default_factory=lambda: [1, 1, 2, 2, 2, 2, 2])
+    embed_dim: int = 256
+    head_dim: int = 256
+    dropout: float = 0.5
+    attributes: list[str] = field(default_factory=lambda: list(ATTRIBUTES))
+    aux_head: str = "cluster"  # cluster | none
+
+
+@dataclass
+class ClusterConfig:
+    enabled: bool = True
+    mode: str = "joint"  # joint | two_stage (the reference)
+    k: int = 30
+    iterations: int = 20
+    pca_dim: int = 0  # 0 = no PCA-whitening (the reference); clamped to what the data allows
+    l2_normalize: bool = True
+
+
+@dataclass
+class OptimizerConfig:
+    name: str = "adam"  # adam | sgd | none
+    lr: float = 5e-4
+    momentum: float = 0.9
+    weight_decay: float = 0.0
+
+
+@dataclass
+class OptimConfig:
+    main: OptimizerConfig = field(default_factory=OptimizerConfig)
+    # The reference steps a second optimiser over the same parameters; none = off.
+    second: OptimizerConfig = field(default_factory=lambda: OptimizerConfig(name="none", lr=1e-3))
+    top: OptimizerConfig = field(default_factory=lambda: OptimizerConfig(name="sgd", lr=0.05))
+
+
+@dataclass
+class TrainConfig:
+    epochs: int = 50
+    batch_utterances: int = 64
+    eval_batch_utterances: int = 256
+    ce_weight: float = 1.0
+    ccc_weight: float = 1.0
+    patience: int = 0  # epochs without dev improvement before stopping; 0 = never stop early
+    seed: int = 0
+    device: str = "auto"  # auto | cpu | cuda
+    threads: int = 2  # torch and faiss intra-op threads
+    loader_workers: int = 0
+    channels_last: bool = True
+    resume: bool = False
+
+
+@dataclass
+class TrackingConfig:
+    uri: str = ""  # empty: MLFLOW_TRACKING_URI, else sqlite:///<runs>/mlflow.db
+    experiment: str = "deepemocluster"
+    run_name: str = ""  # empty: <config name>-<timestamp>; fixed names make resume scripts simple
+    runs_dir: str = "runs"
+    connect_timeout_s: float = 10.0
+
+
+@dataclass
+class Config:
+    data: DataConfig = field(default_factory=DataConfig)
+    features: FeatureConfig = field(default_factory=FeatureConfig)
+    chunking: ChunkConfig = field(default_factory=ChunkConfig)
+    model: ModelConfig = field(default_factory=ModelConfig)
+    cluster: ClusterConfig = field(default_factory=ClusterConfig)
+    optim: OptimConfig = field(default_factory=OptimConfig)
+    train: TrainConfig = field(default_factory=TrainConfig)
+    tracking: TrackingConfig = field(default_factory=TrackingConfig)
+
+
+_CHOICES = {
+    "data.format": ("demo", "msp_podcast", "csv"),
+    "features.kind": ("log_mel", "mel"),
+    "model.aux_head": ("cluster", "none"),
+    "cluster.mode": ("joint", "two_stage"),
+    "optim.main.name": ("adam", "sgd"),
+    "optim.second.name": ("adam", "sgd", "none"),
+    "optim.top.name": ("adam", "sgd"),
+    "train.device": ("auto", "cpu", "cuda"),
+}
+
+_POSITIVE = (
+    "features.sample_rate",
+    "features.n_mels",
+    "features.n_fft",
+    "features.hop_length",
+    "features.workers",
+    "chunking.n_chunks",
+    "chunking.frames",
+    "model.embed_dim",
+    "model.head_dim",
+    "cluster.k",
+    "cluster.iterations",
+    "train.epochs",
+    "train.batch_utterances",
+    "train.eval_batch_utterances",
+    "train.threads",
+)
+
+
+def load_config(path: str | Path | None = None, overrides: list[str] | None = None) -> DictConfig:
+    """Schema ← YAML file ← ``key=value`` overrides, validated; raises ConfigError naming the key."""
+    try:
+        cfg = OmegaConf.structured(Config)
+        if path is not None:
+            path = Path(path)
+            if not path.is_file():
+                raise ConfigError(f"config file not found: {path}")
+            cfg = OmegaConf.merge(cfg, _anchor_paths(OmegaConf.load(path), path.parent))
+        if overrides:
+            bad = [o for o in overrides if "=" not in o]
+            if bad:
+                raise ConfigError(f"override {bad[0]!r} is not of the form key=value")
+            cfg = OmegaConf.merge(cfg, OmegaConf.from_dotlist(overrides))
+        missing = sorted(OmegaConf.missing_keys(cfg))
+        if missing:
+            raise ConfigError(f"mandatory value not set: {missing[0]} (pass {missing[0]}=...)")
+        OmegaConf.resolve(cfg)
+    except OmegaConfBaseException as e:
+        key = getattr(e, "full_key", None)
+        where = f" (in {path})" if path else ""
+        first_line = str(e).splitlines()[0] if str(e) else type(e).__name__
+        raise ConfigError(f"config key {key!r}: {first_line}{where}") from e
+    OmegaConf.set_readonly(cfg, True)
+    _validate(cfg)
+    return cfg
+
+
+_PATH_KEYS = ("data.root", "data.manifest", "features.store", "tracking.runs_dir")
+
+
+def _anchor_paths(file_cfg: DictConfig, base: Path) -> DictConfig:
+    """Relative paths written in a YAML file are relative to that file, not to the cwd."""
+    for key in _PATH_KEYS:
+        value = OmegaConf.select(file_cfg, key)
+        if isinstance(value, str) and value and value != MISSING:
+            OmegaConf.update(file_cfg, key, str(resolve_path(value, base)))
+    unlabelled = OmegaConf.select(file_cfg, "data.unlabelled")
+    if unlabelled:
+        file_cfg.data.unlabelled = [str(resolve_path(v, base)) for v in unlabelled]
+    return file_cfg
+
+
+def _validate(cfg: DictConfig) -> None:
+    for key, allowed in _CHOICES.items():
+        value = OmegaConf.select(cfg, key)
+        if value not in allowed:
+            raise ConfigError(f"config key {key!r}: {value!r} is not one of {', '.join(allowed)}")
+    for key in _POSITIVE:
+        if OmegaConf.select(cfg, key) <= 0:
+            raise ConfigError(f"config key {key!r}: must be > 0, got {OmegaConf.select(cfg, key)}")
+    if len(cfg.model.channels) != len(cfg.model.strides) or not cfg.model.channels:
+        raise ConfigError("config keys 'model.channels' and 'model.strides' must be non-empty lists of one length")
+    unknown = [a for a in cfg.model.attributes if a not in ATTRIBUTES]
+    if unknown or not cfg.model.attributes:
+        raise ConfigError(f"config key 'model.attributes': use a subset of {ATTRIBUTES}, got {list(cfg.model.attributes)}")
+    if not 0.0 < cfg.data.label_fraction <= 1.0:
+        raise ConfigError("config key 'data.label_fraction': must be in (0, 1]")
+    if not 0.0 <= cfg.data.max_skip_ratio <= 1.0:
+        raise ConfigError("config key 'data.max_skip_ratio': must be in [0, 1]")
+    if cfg.cluster.k < 2:
+        raise ConfigError(f"config key 'cluster.k': need at least 2 clusters, got {cfg.cluster.k}")
+    if cfg.data.format == "csv" and not cfg.data.manifest:
+        raise ConfigError("config key 'data.manifest': required when data.format=csv")
+    if cfg.data.demo.min_seconds <= 0 or cfg.data.demo.max_seconds < cfg.data.demo.min_seconds:
+        raise ConfigError("config keys 'data.demo.min_seconds'/'max_seconds': need 0 < min <= max")
+
+
+def to_yaml(cfg: DictConfig) -> str:
+    """The fully resolved config as YAML (saved with every run)."""
+    return OmegaConf.to_yaml(cfg, resolve=True)
+
+
+def flatten(cfg: DictConfig) -> dict[str, Any]:
+    """``{"train.epochs": 50, ...}`` for MLflow params."""
+    out: dict[str, Any] = {}
+
+    def walk(node: Any, prefix: str) -> None:
+        if isinstance(node, dict):
+            for k, v in node.items():
+                walk(v, f"{prefix}{k}.")
+        else:
+            out[prefix[:-1]] = node
+
+    walk(OmegaConf.to_container(cfg, resolve=True), "")
+    return out
+
+
+def resolve_path(value: str, base: Path | None = None) -> Path:
+    """Absolute path for a config value: relative paths are taken from ``base`` (default: cwd)."""
+    p = Path(value).expanduser()
+    return p if p.is_absolute() else ((base or Path.cwd()) / p).resolve()
