@@ -45,7 +45,7 @@ class DataConfig:
     # msp_podcast: ROOT/Audios + ROOT/Labels/labels_consensus.csv; csv: a generic manifest file;
     # demo: the built-in corpus, generated at `root` on first use (MSP-Podcast layout).
     format: str = "demo"
-    root: str = "runs/demo_corpus"
+    root: str = MISSING  # mandatory: the corpus folder (demo: where to generate it)
     manifest: str | None = None
     unlabelled: list[str] = field(default_factory=list)
     splits: SplitNames = field(default_factory=SplitNames)
@@ -119,7 +119,7 @@ class OptimConfig:
 class TrainConfig:
     epochs: int = 50
     batch_utterances: int = 64
-    eval_batch_utterances: int = 256
+    eval_batch_chunks: int = 512  # inference batch for embedding and evaluation passes
     ce_weight: float = 1.0
     ccc_weight: float = 1.0
     patience: int = 0  # epochs without dev improvement before stopping; 0 = never stop early
@@ -177,20 +177,29 @@ _POSITIVE = (
     "cluster.iterations",
     "train.epochs",
     "train.batch_utterances",
-    "train.eval_batch_utterances",
+    "train.eval_batch_chunks",
     "train.threads",
 )
 
 
-def load_config(path: str | Path | None = None, overrides: list[str] | None = None) -> DictConfig:
-    """Schema ← YAML file ← ``key=value`` overrides, validated; raises ConfigError naming the key."""
+def load_config(
+    path: str | Path | None = None, overrides: list[str] | None = None, text: str | None = None
+) -> DictConfig:
+    """Schema ← YAML file (or YAML ``text``, e.g. from a checkpoint) ← ``key=value`` overrides,
+    validated; raises ConfigError naming the key."""
     try:
         cfg = OmegaConf.structured(Config)
         if path is not None:
             path = Path(path)
             if not path.is_file():
                 raise ConfigError(f"config file not found: {path}")
-            cfg = OmegaConf.merge(cfg, _anchor_paths(OmegaConf.load(path), path.parent))
+            file_cfg = OmegaConf.load(path)
+            mandatory = [k for k in OmegaConf.missing_keys(file_cfg) if "[" not in k]
+            cfg = OmegaConf.merge(cfg, _anchor_paths(file_cfg, path.parent))
+            for key in mandatory:  # merge keeps the schema default under a "???": undo that
+                OmegaConf.update(cfg, key, MISSING)
+        if text is not None:
+            cfg = OmegaConf.merge(cfg, OmegaConf.create(text))
         if overrides:
             bad = [o for o in overrides if "=" not in o]
             if bad:
@@ -200,6 +209,9 @@ def load_config(path: str | Path | None = None, overrides: list[str] | None = No
         if missing:
             raise ConfigError(f"mandatory value not set: {missing[0]} (pass {missing[0]}=...)")
         OmegaConf.resolve(cfg)
+        # Defaults and overrides are relative to the cwd: make them absolute so that the saved
+        # YAML means the same data wherever it is loaded from.
+        _anchor_paths(cfg, Path.cwd())
     except OmegaConfBaseException as e:
         key = getattr(e, "full_key", None)
         where = f" (in {path})" if path else ""
@@ -234,10 +246,14 @@ def _validate(cfg: DictConfig) -> None:
         if OmegaConf.select(cfg, key) <= 0:
             raise ConfigError(f"config key {key!r}: must be > 0, got {OmegaConf.select(cfg, key)}")
     if len(cfg.model.channels) != len(cfg.model.strides) or not cfg.model.channels:
-        raise ConfigError("config keys 'model.channels' and 'model.strides' must be non-empty lists of one length")
+        raise ConfigError(
+            "config keys 'model.channels' and 'model.strides' must be non-empty lists of one length"
+        )
     unknown = [a for a in cfg.model.attributes if a not in ATTRIBUTES]
     if unknown or not cfg.model.attributes:
-        raise ConfigError(f"config key 'model.attributes': use a subset of {ATTRIBUTES}, got {list(cfg.model.attributes)}")
+        raise ConfigError(
+            f"config key 'model.attributes': use a subset of {ATTRIBUTES}, got {list(cfg.model.attributes)}"
+        )
     if not 0.0 < cfg.data.label_fraction <= 1.0:
         raise ConfigError("config key 'data.label_fraction': must be in (0, 1]")
     if not 0.0 <= cfg.data.max_skip_ratio <= 1.0:

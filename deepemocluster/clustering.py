@@ -1,0 +1,98 @@
+"""Embeddings → optional PCA-whitening → L2 normalisation → faiss k-means → one id per chunk.
+
+The only module that imports faiss. Steps are small functions in the order they run, so each can
+be tested alone; the preprocessing is returned as plain numpy arrays so prediction can apply it
+later without faiss.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import faiss
+import numpy as np
+import torch  # noqa: F401  (torch before faiss: then one OpenMP runtime serves both)
+
+
+@dataclass(frozen=True)
+class Projection:
+    """x → (x @ matrix.T + bias), then optional row L2 normalisation."""
+
+    matrix: np.ndarray | None
+    bias: np.ndarray | None
+    l2_normalize: bool
+
+    def __call__(self, x: np.ndarray) -> np.ndarray:
+        x = np.ascontiguousarray(x, dtype=np.float32)
+        if self.matrix is not None:
+            x = x @ self.matrix.T + self.bias
+        if self.l2_normalize:
+            x = x / np.maximum(np.linalg.norm(x, axis=1, keepdims=True), 1e-12)
+        return np.ascontiguousarray(x, dtype=np.float32)
+
+
+@dataclass(frozen=True)
+class Clustering:
+    assignments: np.ndarray  # (N,) int64 cluster id of each embedding
+    centroids: np.ndarray  # (K, d) in the projected space
+    projection: Projection
+
+    @property
+    def sizes(self) -> np.ndarray:
+        return np.bincount(self.assignments, minlength=len(self.centroids))
+
+    @property
+    def n_empty(self) -> int:
+        return int((self.sizes == 0).sum())
+
+
+def fit_projection(x: np.ndarray, pca_dim: int, l2_normalize: bool) -> Projection:
+    """PCA-whitening to ``pca_dim`` (clamped to samples and input dims; 0 = off), then L2."""
+    dim = min(pca_dim, x.shape[1], x.shape[0] - 1)
+    if dim <= 0:
+        return Projection(None, None, l2_normalize)
+    pca = faiss.PCAMatrix(x.shape[1], dim, -0.5)  # positional: faiss 1.15 rejects keywords
+    pca.train(np.ascontiguousarray(x, dtype=np.float32))
+    matrix = faiss.vector_to_array(pca.A).reshape(dim, x.shape[1])
+    return Projection(matrix, faiss.vector_to_array(pca.b), l2_normalize)
+
+
+def run_kmeans(x: np.ndarray, k: int, iterations: int, seed: int) -> tuple[np.ndarray, np.ndarray]:
+    """faiss k-means on all points (no subsampling, no early stop); returns (assignments, centroids)."""
+    n, d = x.shape
+    if n < k:
+        raise ValueError(f"k-means needs at least k={k} points, got {n}")
+    if not np.isfinite(x).all():
+        raise ValueError("k-means input contains NaN or Inf")
+    km = faiss.Kmeans(
+        d, k, niter=iterations, seed=seed, max_points_per_centroid=n, min_points_per_centroid=1
+    )
+    km.cp.early_stop_threshold = 0.0
+    km.train(x)
+    _, ids = km.index.search(x, 1)
+    return ids[:, 0].astype(np.int64), km.centroids.copy()
+
+
+def cluster(
+    embeddings: np.ndarray,
+    k: int,
+    iterations: int,
+    seed: int,
+    pca_dim: int = 0,
+    l2_normalize: bool = True,
+) -> Clustering:
+    projection = fit_projection(embeddings, pca_dim, l2_normalize)
+    assignments, centroids = run_kmeans(projection(embeddings), k, iterations, seed)
+    return Clustering(assignments, centroids, projection)
+
+
+def assign(x: np.ndarray, centroids: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Nearest centroid of each (already projected) row and its Euclidean distance."""
+    index = faiss.IndexFlatL2(centroids.shape[1])
+    index.add(np.ascontiguousarray(centroids, dtype=np.float32))
+    sq_dist, ids = index.search(np.ascontiguousarray(x, dtype=np.float32), 1)
+    return ids[:, 0].astype(np.int64), np.sqrt(np.maximum(sq_dist[:, 0], 0.0))
+
+
+def set_threads(n: int) -> None:
+    faiss.omp_set_num_threads(n)

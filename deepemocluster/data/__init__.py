@@ -1,0 +1,1 @@
+"""Corpora, audio, features, chunking, datasets and the built-in demo corpus generator."""

@@ -1,0 +1,88 @@
+"""Torch datasets over memory-mapped features: utterances as chunk stacks, or single chunks.
+
+Features stay on disk; a batch reads only the frames of its chunks, so memory does not grow with
+the corpus. Normalisation (per-bin Train z-score, NaN → 0, clip) happens per batch, on the fly.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+import numpy as np
+import torch
+from torch.utils.data import Dataset
+
+from deepemocluster.data.chunking import chunk_starts
+from deepemocluster.data.features import PackedFeatures
+
+
+class ChunkDataset(Dataset):
+    """Utterances ``rows`` of ``packed``, each cut into ``n_chunks`` chunks of ``frames`` frames.
+
+    ``dataset[i]`` is utterance i: ``(chunks, targets, i)`` when targets were given (one row per
+    utterance, NaN allowed for unlabelled rows), else ``(chunks, i)``; chunks is (C, frames, n_mels).
+    ``chunk_batch(ids)`` serves single chunks by global id ``i * n_chunks + c`` for training.
+    """
+
+    def __init__(
+        self,
+        packed: PackedFeatures,
+        rows: Sequence[int],
+        mean: np.ndarray,
+        std: np.ndarray,
+        n_chunks: int,
+        frames: int,
+        clip: float,
+        targets: np.ndarray | None = None,
+    ) -> None:
+        self.packed = packed
+        self.rows = np.asarray(rows, dtype=np.int64)
+        self.mean, self.std = mean.astype(np.float32), std.astype(np.float32)
+        self.n_chunks, self.frames, self.clip = n_chunks, frames, clip
+        self.targets = None if targets is None else torch.as_tensor(targets, dtype=torch.float32)
+        if self.targets is not None and len(self.targets) != len(self.rows):
+            raise ValueError(f"{len(self.targets)} target rows for {len(self.rows)} utterances")
+        starts = [chunk_starts(int(n), n_chunks, frames) for n in packed.lengths[self.rows]]
+        self.starts = np.array(starts, dtype=np.int64).reshape(-1, n_chunks)
+
+    def __len__(self) -> int:
+        return len(self.rows)
+
+    @property
+    def n_total_chunks(self) -> int:
+        return len(self.rows) * self.n_chunks
+
+    def __getitem__(self, i: int):
+        ids = np.arange(i * self.n_chunks, (i + 1) * self.n_chunks)
+        chunks = self._read(ids)
+        return (chunks, self.targets[i], i) if self.targets is not None else (chunks, i)
+
+    def chunk_batch(self, ids: np.ndarray) -> tuple[torch.Tensor, torch.Tensor]:
+        """(chunks (B, frames, n_mels), the same global chunk ids (B,)); utterance = id // C."""
+        ids = np.asarray(ids, dtype=np.int64)
+        return self._read(ids), torch.from_numpy(ids)
+
+    def _read(self, ids: np.ndarray) -> torch.Tensor:
+        utt, c = np.divmod(ids, self.n_chunks)
+        out = np.zeros((len(ids), self.frames, self.packed.frames.shape[1]), dtype=np.float32)
+        for j, (u, start) in enumerate(zip(utt, self.starts[utt, c], strict=True)):
+            offset, end = self.packed.offsets[self.rows[u]], self.packed.offsets[self.rows[u] + 1]
+            piece = self.packed.frames[offset + start : min(offset + start + self.frames, end)]
+            out[j, : len(piece)] = (piece - self.mean) / self.std
+        np.nan_to_num(out, copy=False, nan=0.0, posinf=self.clip, neginf=-self.clip)
+        np.clip(out, -self.clip, self.clip, out=out)
+        return torch.from_numpy(out)
+
+
+class ChunkBatches(Dataset):
+    """Adapter for ``DataLoader(ChunkBatches(ds), sampler=batch_sampler, batch_size=None)``:
+    each index is a whole batch of global chunk ids, read in one call (and in loader workers)."""
+
+    def __init__(self, dataset: ChunkDataset) -> None:
+        self.dataset = dataset
+
+    def __len__(self) -> int:
+        return self.dataset.n_total_chunks
+
+    def __getitem__(self, ids):
+        return self.dataset.chunk_batch(np.asarray(ids))

@@ -1,0 +1,245 @@
+"""The on-disk feature store: mel features computed once, reused across runs, read memory-mapped.
+
+Layout under ``features.store``::
+
+    <settings key>/settings.json          feature settings this folder holds
+    <settings key>/entries/ab/<key>.npy   one utterance, (frames, n_mels) float32
+    <settings key>/packed/<set>.npy       a corpus' entries back to back, memory-mapped in training
+    <settings key>/packed/<set>.json      utterance offsets into it
+    <settings key>/packed/<set>.stats-<train>.npz   per-bin mean/std over the Train utterances
+
+An entry is keyed by the audio file's identity (absolute path, size, mtime), so a changed file or
+changed settings miss the cache. Every file is written to a temporary name and renamed into place,
+so a killed pass never leaves a truncated entry that a later run reads back.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import sys
+from collections.abc import Iterator, Sequence
+from concurrent.futures import ProcessPoolExecutor
+from dataclasses import asdict, dataclass
+from multiprocessing import get_context
+from pathlib import Path
+
+import numpy as np
+from threadpoolctl import threadpool_limits
+from tqdm import tqdm
+
+from deepemocluster.data.audio import load_audio, mel_features
+from deepemocluster.errors import AudioError
+
+_FORMAT_VERSION = 1
+_MIN_FILES_PER_WORKER = 50
+
+
+@dataclass(frozen=True)
+class FeatureSettings:
+    """Everything that changes the numbers of a feature matrix (and so the cache key)."""
+
+    kind: str
+    sample_rate: int
+    n_mels: int
+    n_fft: int
+    hop_length: int
+    fmin: float
+    fmax: float | None
+    log_offset: float
+
+    @classmethod
+    def from_config(cls, features) -> FeatureSettings:
+        return cls(**{name: features[name] for name in cls.__dataclass_fields__})
+
+    @property
+    def key(self) -> str:
+        return _digest(json.dumps({"v": _FORMAT_VERSION, **asdict(self)}, sort_keys=True))[:16]
+
+    def compute(self, path: str | Path) -> np.ndarray:
+        """Decode one file and return its (frames, n_mels) features; raises AudioError."""
+        audio = load_audio(path, self.sample_rate, min_samples=self.n_fft)
+        return mel_features(audio, **asdict(self))
+
+
+@dataclass(frozen=True)
+class PackedFeatures:
+    """Many utterances' features in one memory-mapped (total_frames, n_mels) array."""
+
+    name: str
+    frames: np.ndarray
+    offsets: np.ndarray  # (n_utterances + 1,) int64
+
+    def __len__(self) -> int:
+        return len(self.offsets) - 1
+
+    @property
+    def lengths(self) -> np.ndarray:
+        return np.diff(self.offsets)
+
+    def utterance(self, i: int) -> np.ndarray:
+        return self.frames[self.offsets[i] : self.offsets[i + 1]]
+
+
+@dataclass(frozen=True)
+class Extraction:
+    """Outcome of one corpus pass: entry keys of usable files, and (path, reason) of skipped ones."""
+
+    keys: dict[str, str]
+    skipped: list[tuple[str, str]]
+
+
+class FeatureStore:
+    def __init__(self, root: str | Path, settings: FeatureSettings) -> None:
+        self.settings = settings
+        self.dir = Path(root) / settings.key
+        (self.dir / "packed").mkdir(parents=True, exist_ok=True)
+        meta = self.dir / "settings.json"
+        if not meta.exists():
+            _atomic_write_text(meta, json.dumps(asdict(settings), indent=2))
+
+    def entry_path(self, key: str) -> Path:
+        return self.dir / "entries" / key[:2] / f"{key}.npy"
+
+    def load(self, key: str) -> np.ndarray:
+        return np.load(self.entry_path(key), mmap_mode="r")
+
+    def extract(self, paths: Sequence[str], workers: int = 1, desc: str = "features") -> Extraction:
+        """Make sure every usable file has an entry; files that fail are skipped, never fatal."""
+        keys, skipped, todo = {}, [], []
+        for path in paths:
+            try:
+                key = entry_key(path)
+            except AudioError as e:
+                skipped.append((path, e.reason))
+                continue
+            if self.entry_path(key).exists():
+                keys[path] = key
+            else:
+                todo.append((path, key))
+        for path, key, reason in self._run(todo, workers, desc):
+            if reason is None:
+                keys[path] = key
+            else:
+                skipped.append((path, reason))
+        return Extraction(keys=keys, skipped=skipped)
+
+    def _run(self, todo: list, workers: int, desc: str) -> Iterator[tuple[str, str, str | None]]:
+        jobs = [(self, path, key) for path, key in todo]
+        bar = dict(total=len(jobs), desc=desc, unit="file", disable=not sys.stderr.isatty())
+        if workers <= 1 or len(jobs) < _MIN_FILES_PER_WORKER * workers:
+            with threadpool_limits(1):
+                yield from tqdm(map(_extract_one, jobs), **bar)
+            return
+        # spawn, not fork: a forked child that calls torch/faiss math after a parallel region hangs.
+        # A worker costs seconds to start (imports), so small jobs stay in this process.
+        pool = ProcessPoolExecutor(workers, get_context("spawn"), initializer=_one_blas_thread)
+        with pool:
+            chunksize = max(1, min(32, len(jobs) // (8 * workers)))
+            yield from tqdm(pool.map(_extract_one, jobs, chunksize=chunksize), **bar)
+
+    def pack(self, keys: Sequence[str]) -> PackedFeatures:
+        """One contiguous memory-mapped array for these entries, in this order (built once)."""
+        name = _digest("\n".join(keys))[:20]
+        data_path, index_path = (
+            self.dir / "packed" / f"{name}.npy",
+            self.dir / "packed" / f"{name}.json",
+        )
+        if not index_path.exists():
+            lengths = [self.load(k).shape[0] for k in keys]
+            offsets = np.concatenate([[0], np.cumsum(lengths, dtype=np.int64)])
+            tmp = _tmp_name(data_path)
+            out = np.lib.format.open_memmap(
+                tmp, mode="w+", dtype=np.float32, shape=(int(offsets[-1]), self.settings.n_mels)
+            )
+            for i, key in enumerate(keys):
+                out[offsets[i] : offsets[i + 1]] = self.load(key)
+            out.flush()
+            del out
+            os.replace(tmp, data_path)
+            _atomic_write_text(index_path, json.dumps({"offsets": offsets.tolist()}))
+        offsets = np.asarray(json.loads(index_path.read_text())["offsets"], dtype=np.int64)
+        return PackedFeatures(name, np.load(data_path, mmap_mode="r"), offsets)
+
+    def normalisation(
+        self, packed: PackedFeatures, indices: Sequence[int]
+    ) -> tuple[np.ndarray, np.ndarray]:
+        """Per-bin mean and std over the given utterances (Train), streamed and cached."""
+        name = _digest(f"{packed.name}|{','.join(map(str, indices))}")[:20]
+        path = self.dir / "packed" / f"stats-{name}.npz"
+        if not path.exists():
+            mean, std = _streamed_mean_std(packed, indices)
+            tmp = _tmp_name(path)
+            with open(tmp, "wb") as f:
+                np.savez(f, mean=mean, std=std)
+            os.replace(tmp, path)
+        with np.load(path) as stats:
+            return stats["mean"], stats["std"]
+
+
+def entry_key(path: str | Path) -> str:
+    """Identity of an audio file: absolute path, size and modification time."""
+    path = Path(path).absolute()
+    try:
+        st = path.stat()
+    except PermissionError as e:
+        raise AudioError(path, "permission_denied") from e
+    except FileNotFoundError as e:
+        raise AudioError(path, "missing") from e
+    except OSError as e:
+        raise AudioError(path, "not_a_file", str(e)) from e
+    return _digest(f"{path}|{st.st_size}|{st.st_mtime_ns}")[:24]
+
+
+def _one_blas_thread() -> None:
+    """One BLAS thread per worker: the mel filterbank product is small, and with several threads
+    per process the workers oversubscribe the cores (measured 4-7x slower; benchmarks/README.md)."""
+    threadpool_limits(1)
+
+
+def _extract_one(job: tuple[FeatureStore, str, str]) -> tuple[str, str, str | None]:
+    store, path, key = job
+    try:
+        feats = store.settings.compute(path)
+    except AudioError as e:
+        return path, key, e.reason
+    target = store.entry_path(key)
+    target.parent.mkdir(parents=True, exist_ok=True)
+    tmp = _tmp_name(target)
+    with open(tmp, "wb") as f:
+        np.save(f, feats)
+    os.replace(tmp, target)
+    return path, key, None
+
+
+def _streamed_mean_std(
+    packed: PackedFeatures, indices: Sequence[int]
+) -> tuple[np.ndarray, np.ndarray]:
+    total = np.zeros(packed.frames.shape[1])
+    total_sq = np.zeros_like(total)
+    count = 0
+    for i in indices:
+        x = packed.utterance(i).astype(np.float64)
+        total += x.sum(axis=0)
+        total_sq += np.square(x).sum(axis=0)
+        count += x.shape[0]
+    if count == 0:
+        raise ValueError("no Train frames to compute normalisation statistics from")
+    mean = total / count
+    std = np.sqrt(np.maximum(total_sq / count - np.square(mean), 0.0))
+    return mean.astype(np.float32), np.maximum(std, 1e-8).astype(np.float32)
+
+
+def _digest(text: str) -> str:
+    return hashlib.sha1(text.encode()).hexdigest()
+
+
+def _tmp_name(path: Path) -> Path:
+    return path.with_name(f".{path.name}.{os.getpid()}.tmp")
+
+
+def _atomic_write_text(path: Path, text: str) -> None:
+    tmp = _tmp_name(path)
+    tmp.write_text(text)
+    os.replace(tmp, path)

@@ -1,0 +1,48 @@
+"""Samplers over chunk ids."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+
+import numpy as np
+from torch.utils.data import Sampler
+
+
+class UniformClusterSampler(Sampler[np.ndarray]):
+    """Batches of chunk ids in which every non-empty cluster is served equally often.
+
+    Each non-empty cluster contributes ⌈n/K'⌉ draws (with replacement when it is smaller than that),
+    the pool is shuffled and cut to n. The served *labels* are flat, unlike DeepCluster's released
+    sampler, whose indices into a cluster-ordered dataset follow the cluster sizes.
+    """
+
+    def __init__(self, ids: np.ndarray, labels: np.ndarray, batch_size: int, seed: int) -> None:
+        self.ids, self.labels = np.asarray(ids), np.asarray(labels)
+        self.batch_size, self.seed = batch_size, seed
+
+    def __len__(self) -> int:
+        return -(-len(self.ids) // self.batch_size)
+
+    def __iter__(self) -> Iterator[np.ndarray]:
+        rng = np.random.default_rng(self.seed)
+        clusters = [np.flatnonzero(self.labels == c) for c in np.unique(self.labels)]
+        per_cluster = -(-len(self.ids) // len(clusters))
+        draws = [rng.choice(m, per_cluster, replace=len(m) < per_cluster) for m in clusters]
+        order = rng.permutation(np.concatenate(draws))[: len(self.ids)]
+        for start in range(0, len(order), self.batch_size):
+            yield self.ids[order[start : start + self.batch_size]]
+
+
+class ShuffledBatchSampler(Sampler[np.ndarray]):
+    """Plain shuffled batches (regression-only training)."""
+
+    def __init__(self, ids: np.ndarray, batch_size: int, seed: int) -> None:
+        self.ids, self.batch_size, self.seed = np.asarray(ids), batch_size, seed
+
+    def __len__(self) -> int:
+        return -(-len(self.ids) // self.batch_size)
+
+    def __iter__(self) -> Iterator[np.ndarray]:
+        order = np.random.default_rng(self.seed).permutation(len(self.ids))
+        for start in range(0, len(order), self.batch_size):
+            yield self.ids[order[start : start + self.batch_size]]

@@ -1,0 +1,90 @@
+"""``python -m deepemocluster.evaluate RUN_ID|CHECKPOINT [--split Test1]``: CCC per attribute.
+
+Prints the utterance-level CCC of a trained model on one split and, when the checkpoint belongs to
+an MLflow run, logs it to that run as ``eval/<split>/ccc_<attribute>``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import sys
+from pathlib import Path
+
+import torch
+
+from deepemocluster.checkpoint import load_checkpoint
+from deepemocluster.data.corpus import load_corpus
+from deepemocluster.data.datasets import ChunkDataset
+from deepemocluster.engine import ccc_report, predict_utterances, restore_model
+from deepemocluster.errors import DeepEmoClusterError, ManifestError
+from deepemocluster.tracking import Tracker, download_checkpoint, resolve_uri
+
+log = logging.getLogger("deepemocluster")
+
+
+def evaluate(model_ref: str, split: str, tracking_uri: str = "") -> dict[str, float]:
+    """CCC report of checkpoint file or run id ``model_ref`` on ``split``."""
+    if Path(model_ref).is_file():
+        state = load_checkpoint(model_ref)
+        cfg, model, scaler = restore_model(state)
+        uri = resolve_uri(tracking_uri or cfg.tracking.uri, cfg.tracking.runs_dir)
+    else:
+        uri = resolve_uri(tracking_uri, "runs")
+        state = load_checkpoint(download_checkpoint(uri, model_ref))
+        cfg, model, scaler = restore_model(state)
+    torch.set_num_threads(cfg.train.threads)
+    corpus = load_corpus(cfg)
+    rows = corpus.rows(split, labelled=True)
+    if len(rows) < 2:
+        raise ManifestError(
+            f"split {split!r} has {len(rows)} labelled utterances with usable audio"
+        )
+    c = cfg.chunking
+    ds = ChunkDataset(
+        corpus.packed,
+        rows,
+        state["feature_mean"].numpy(),
+        state["feature_std"].numpy(),
+        c.n_chunks,
+        c.frames,
+        c.clip,
+    )
+    attributes = list(cfg.model.attributes)
+    pred = scaler.restore(
+        predict_utterances(model, ds, cfg.train.eval_batch_chunks, torch.device("cpu"))
+    )
+    report = ccc_report(corpus.ratings(rows, attributes), pred, attributes)
+    if state.get("run_id"):
+        tracker = Tracker(
+            uri, cfg.tracking.experiment, Path(cfg.tracking.runs_dir) / "artifacts", 10.0
+        )
+        tracker.start("", run_id=state["run_id"])
+        tracker.log_metrics({f"eval/{split}/{k}": v for k, v in report.items()})
+        tracker.end()
+    return report
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(
+        prog="python -m deepemocluster.evaluate", description=__doc__.split("\n")[0]
+    )
+    parser.add_argument("model", help="MLflow run id, or a checkpoint file")
+    parser.add_argument("--split", default="Test1")
+    parser.add_argument(
+        "--tracking-uri", default="", help="default: MLFLOW_TRACKING_URI, else runs/mlflow.db"
+    )
+    args = parser.parse_args(argv)
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(message)s")
+    try:
+        report = evaluate(args.model, args.split, args.tracking_uri)
+    except DeepEmoClusterError as e:
+        log.error("%s", e)
+        return 1
+    for key, value in report.items():
+        print(f"{args.split}\t{key}\t{value:.4f}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,587 @@
+"""``python -m deepemocluster.train [--config FILE] [key=value ...]``: the DeepEmoCluster epoch loop.
+
+Each epoch: embed every training chunk → k-means → fresh top layer → train the network on cluster
+cross-entropy (all chunks) plus (1 − CCC) on the labelled chunks → evaluate on Development →
+checkpoint. Exit code 0 only on success; an interrupted run resumes with ``train.resume=true``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import csv
+import json
+import logging
+import signal
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from omegaconf import DictConfig, OmegaConf
+from torch.utils.data import DataLoader
+from tqdm import tqdm
+
+from deepemocluster import clustering
+from deepemocluster.checkpoint import load_checkpoint, save_checkpoint
+from deepemocluster.config import flatten, load_config, resolve_path, to_yaml
+from deepemocluster.data.corpus import Corpus, load_corpus
+from deepemocluster.data.datasets import ChunkBatches, ChunkDataset
+from deepemocluster.data.manifest import UNLABELLED_SPLIT
+from deepemocluster.data.samplers import ShuffledBatchSampler, UniformClusterSampler
+from deepemocluster.engine import LabelScaler, ccc_report, embed_chunks, predict_utterances
+from deepemocluster.errors import ConfigError, DeepEmoClusterError, TrainingError
+from deepemocluster.losses import ccc_loss
+from deepemocluster.metrics import nmi
+from deepemocluster.model import DeepEmoCluster, build_model
+from deepemocluster.tracking import Tracker, resolve_uri
+
+log = logging.getLogger("deepemocluster")
+LAST, BEST = "checkpoint_last.pt", "checkpoint_best.pt"
+
+
+class Interrupted(DeepEmoClusterError):
+    """SIGINT/SIGTERM arrived; the last epoch's checkpoint is intact."""
+
+    def __init__(self, signum: int) -> None:
+        self.signum = signum
+        super().__init__(f"stopped by {signal.Signals(signum).name}")
+
+
+@dataclass
+class Data:
+    """What the loop trains and evaluates on. ``train`` holds labelled Train utterances first
+    (z-normalised targets), then unlabelled ones (NaN targets)."""
+
+    corpus: Corpus
+    train: ChunkDataset
+    n_labelled: int
+    dev: ChunkDataset
+    test: ChunkDataset
+    scaler: LabelScaler
+
+    @property
+    def labelled_chunks(self) -> np.ndarray:
+        return np.arange(self.n_labelled * self.train.n_chunks)
+
+    @property
+    def unlabelled_chunks(self) -> np.ndarray:
+        return np.arange(self.n_labelled * self.train.n_chunks, self.train.n_total_chunks)
+
+
+def build_data(corpus: Corpus, cfg: DictConfig) -> Data:
+    splits, attrs = cfg.data.splits, list(cfg.model.attributes)
+    labelled = corpus.rows(splits.train, labelled=True)
+    unlabelled = np.array(
+        [i for i, u in enumerate(corpus.manifest) if u.split == UNLABELLED_SPLIT or not u.labelled],
+        dtype=np.int64,
+    )
+    scaler = LabelScaler.fit(corpus.ratings(labelled, attrs))
+    targets = np.concatenate(
+        [
+            scaler.normalise(corpus.ratings(labelled, attrs)),
+            np.full((len(unlabelled), len(attrs)), np.nan),
+        ]
+    )
+
+    def dataset(rows: np.ndarray, targets: np.ndarray | None = None) -> ChunkDataset:
+        c = cfg.chunking
+        return ChunkDataset(
+            corpus.packed, rows, corpus.mean, corpus.std, c.n_chunks, c.frames, c.clip, targets
+        )
+
+    dev, test = corpus.rows(splits.dev, labelled=True), corpus.rows(splits.test, labelled=True)
+    for name, rows in (("dev", dev), ("test", test)):
+        if len(rows) < 2:
+            raise ConfigError(
+                f"data.splits.{name}: need ≥ 2 labelled utterances, found {len(rows)}"
+            )
+    if cfg.cluster.enabled and cfg.model.aux_head == "cluster":
+        n_chunks = (len(labelled) + len(unlabelled)) * cfg.chunking.n_chunks
+        if cfg.cluster.k > n_chunks:
+            raise ConfigError(
+                f"cluster.k={cfg.cluster.k} is larger than the {n_chunks} training chunks"
+            )
+    return Data(
+        corpus,
+        dataset(np.concatenate([labelled, unlabelled]), targets),
+        len(labelled),
+        dataset(dev),
+        dataset(test),
+        scaler,
+    )
+
+
+def make_optimizer(spec: DictConfig, params) -> torch.optim.Optimizer | None:
+    params = list(params)
+    if spec.name == "none" or not params:
+        return None
+    if spec.name == "sgd":
+        return torch.optim.SGD(
+            params, lr=spec.lr, momentum=spec.momentum, weight_decay=spec.weight_decay
+        )
+    return torch.optim.Adam(params, lr=spec.lr, weight_decay=spec.weight_decay)
+
+
+class Loop:
+    """State of one training run and the steps of its epochs."""
+
+    def __init__(self, cfg: DictConfig, data: Data, device: torch.device, run_dir: Path) -> None:
+        self.cfg, self.data, self.device, self.run_dir = cfg, data, device, run_dir
+        torch.manual_seed(cfg.train.seed)
+        self.model: DeepEmoCluster = build_model(cfg, data.corpus.packed.frames.shape[1]).to(device)
+        if cfg.train.channels_last:
+            self.model = self.model.to(memory_format=torch.channels_last)
+        body = [p for n, p in self.model.named_parameters() if not n.startswith("cluster.top.")]
+        self.optimizers = {
+            name: opt
+            for name in ("main", "second")
+            if (opt := make_optimizer(cfg.optim[name], body)) is not None
+        }
+        self.epoch, self.best_score, self.best_epoch, self.bad_epochs = 0, -np.inf, 0, 0
+        self.prev_assignments: np.ndarray | None = None
+        self.stop_signal: int | None = None
+
+    @property
+    def clusters(self) -> bool:
+        return self.model.cluster is not None
+
+    # --- checkpoints -------------------------------------------------------------------------
+    def state(self, run_id: str) -> dict:
+        return {
+            "epoch": self.epoch,
+            "model": self.model.state_dict(),
+            "optimizers": {k: o.state_dict() for k, o in self.optimizers.items()},
+            "torch_rng": torch.get_rng_state(),
+            "best_score": float(self.best_score),
+            "best_epoch": self.best_epoch,
+            "bad_epochs": self.bad_epochs,
+            "prev_assignments": None
+            if self.prev_assignments is None
+            else torch.from_numpy(self.prev_assignments),
+            "run_id": run_id,
+            "config_yaml": to_yaml(self.cfg),
+            "label_mean": torch.from_numpy(self.data.scaler.mean),
+            "label_std": torch.from_numpy(self.data.scaler.std),
+            "feature_mean": torch.from_numpy(self.data.corpus.mean),
+            "feature_std": torch.from_numpy(self.data.corpus.std),
+        }
+
+    def restore(self, state: dict) -> None:
+        self.model.load_state_dict(state["model"])
+        for k, opt in self.optimizers.items():
+            opt.load_state_dict(state["optimizers"][k])
+        torch.set_rng_state(state["torch_rng"])
+        self.epoch, self.best_epoch, self.bad_epochs = (
+            state["epoch"],
+            state["best_epoch"],
+            state["bad_epochs"],
+        )
+        self.best_score = state["best_score"]
+        prev = state["prev_assignments"]
+        self.prev_assignments = None if prev is None else prev.numpy()
+
+    # --- one epoch ---------------------------------------------------------------------------
+    def run_epoch(self) -> dict[str, float]:
+        cfg, data = self.cfg, self.data
+        metrics: dict[str, float] = {}
+        t0 = time.perf_counter()
+        if not self.clusters:
+            batches = ShuffledBatchSampler(data.labelled_chunks, self._batch_chunks, self._seed())
+            metrics.update(self._train(batches, labels=None))
+        elif cfg.cluster.mode == "joint":
+            everything = np.arange(data.train.n_total_chunks)
+            labels, cluster_metrics = self._recluster(everything)
+            metrics.update(cluster_metrics)
+            metrics.update(
+                self._train(
+                    UniformClusterSampler(everything, labels, self._batch_chunks, self._seed()),
+                    labels,
+                )
+            )
+        else:  # two_stage: the reference's unlabelled stage, then its labelled stage
+            for stage, ids in (
+                ("unlabelled", data.unlabelled_chunks),
+                ("labelled", data.labelled_chunks),
+            ):
+                if len(ids) < cfg.cluster.k:
+                    continue
+                labels, cluster_metrics = self._recluster(ids, stage)
+                metrics.update(
+                    {
+                        f"{k}_{stage}" if stage == "unlabelled" else k: v
+                        for k, v in cluster_metrics.items()
+                    }
+                )
+                sampler = UniformClusterSampler(
+                    ids, labels[ids], self._batch_chunks, self._seed(stage)
+                )
+                stage_metrics = self._train(sampler, labels)
+                metrics.update(
+                    {
+                        f"{k}_{stage}" if stage == "unlabelled" else k: v
+                        for k, v in stage_metrics.items()
+                    }
+                )
+        dev_pred = data.scaler.restore(
+            predict_utterances(self.model, data.dev, self._eval_chunks, self.device)
+        )
+        dev = ccc_report(self._ratings(data.dev), dev_pred, list(cfg.model.attributes))
+        metrics.update({f"dev/{k}": v for k, v in dev.items()})
+        metrics["time/epoch_s"] = time.perf_counter() - t0
+        return metrics
+
+    def _recluster(
+        self, ids: np.ndarray, stage: str = "joint"
+    ) -> tuple[np.ndarray, dict[str, float]]:
+        """Cluster the embeddings of chunks ``ids``; returns labels indexed by global chunk id."""
+        t0 = time.perf_counter()
+        emb = embed_chunks(self.model, self.data.train, self._eval_chunks, self.device)[ids]
+        c = self.cfg.cluster
+        result = clustering.cluster(
+            emb, c.k, c.iterations, self._seed(stage), c.pca_dim, c.l2_normalize
+        )
+        self.model.cluster.reset_top(c.k)
+        self.top_optimizer = make_optimizer(self.cfg.optim.top, self.model.cluster.top.parameters())
+        labels = np.full(self.data.train.n_total_chunks, -1, dtype=np.int64)
+        labels[ids] = result.assignments
+        sizes = result.sizes
+        metrics = {
+            "cluster/empty": float(result.n_empty),
+            "cluster/size_cv": float(sizes.std() / max(sizes.mean(), 1e-9)),
+            "time/cluster_s": time.perf_counter() - t0,
+        }
+        if stage != "unlabelled":
+            if self.prev_assignments is not None and len(self.prev_assignments) == len(ids):
+                metrics["cluster/nmi"] = nmi(self.prev_assignments, result.assignments)
+            self.prev_assignments = result.assignments
+            self._save_assignments(result.assignments)
+        return labels, metrics
+
+    def _train(self, batches, labels: np.ndarray | None) -> dict[str, float]:
+        """One pass over ``batches`` of chunk ids: cluster cross-entropy on every chunk (when
+        ``labels`` is given) plus weighted (1 − CCC) on the labelled chunks of the batch."""
+        cfg, model, targets = self.cfg.train, self.model, self.data.train.targets
+        model.train()
+        optimizers = list(self.optimizers.values()) + (
+            [self.top_optimizer] if labels is not None else []
+        )
+        sums: dict[str, list[float]] = {"train/loss_ce": [], "train/loss_ccc": []}
+        for step, (x, ids) in enumerate(self._loader(batches)):
+            if self.stop_signal is not None:
+                raise Interrupted(self.stop_signal)
+            logits, pred = model(x.to(self.device))
+            loss = torch.zeros((), device=self.device)
+            if labels is not None:
+                ce = F.cross_entropy(logits, torch.from_numpy(labels[ids.numpy()]).to(self.device))
+                loss = loss + cfg.ce_weight * ce
+                sums["train/loss_ce"].append(ce.item())
+            y = targets[ids // self.data.train.n_chunks].to(self.device)
+            has_label = ~torch.isnan(y[:, 0])
+            if int(has_label.sum()) >= 2:
+                lc = ccc_loss(pred[has_label], y[has_label])
+                loss = loss + cfg.ccc_weight * lc
+                sums["train/loss_ccc"].append(lc.item())
+            if not torch.isfinite(loss):
+                raise TrainingError(
+                    f"loss is {loss.item()} at epoch {self.epoch + 1}, step {step + 1}"
+                )
+            if not loss.requires_grad:
+                continue
+            for opt in optimizers:
+                opt.zero_grad(set_to_none=True)
+            loss.backward()
+            for opt in optimizers:
+                opt.step()
+        return {k: float(np.mean(v)) for k, v in sums.items() if v}
+
+    def _loader(self, batches) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
+        loader = DataLoader(
+            ChunkBatches(self.data.train),
+            sampler=batches,
+            batch_size=None,
+            num_workers=self.cfg.train.loader_workers,
+        )
+        interactive = sys.stderr.isatty()
+        return tqdm(loader, desc=f"epoch {self.epoch + 1}", leave=False, disable=not interactive)
+
+    def _ratings(self, ds: ChunkDataset) -> np.ndarray:
+        return self.data.corpus.ratings(ds.rows, list(self.cfg.model.attributes))
+
+    def _seed(self, stage: str = "") -> int:
+        return (
+            self.cfg.train.seed * 100_003
+            + (self.epoch + 1) * 17
+            + {"": 0, "joint": 1, "unlabelled": 2, "labelled": 3}[stage]
+        )
+
+    @property
+    def _batch_chunks(self) -> int:
+        return self.cfg.train.batch_utterances * self.cfg.chunking.n_chunks
+
+    @property
+    def _eval_chunks(self) -> int:
+        return self.cfg.train.eval_batch_chunks
+
+    def _save_assignments(self, assignments: np.ndarray) -> None:
+        path = self.run_dir / "assignments" / f"epoch_{self.epoch + 1:03d}.npz"
+        path.parent.mkdir(parents=True, exist_ok=True)
+        np.savez_compressed(path, assignments=assignments.astype(np.int32))
+
+
+# --- the run -----------------------------------------------------------------------------------
+def run(cfg: DictConfig, config_name: str = "default") -> dict[str, float]:
+    """Train, evaluate and track one run; returns the final test metrics."""
+    torch.set_num_threads(cfg.train.threads)
+    clustering.set_threads(cfg.train.threads)
+    device = _device(cfg.train.device)
+    runs_dir = resolve_path(cfg.tracking.runs_dir)
+    run_name = cfg.tracking.run_name or f"{config_name}-{time.strftime('%Y%m%d-%H%M%S')}"
+    run_dir = runs_dir / run_name
+    resume_state = _prepare_run_dir(cfg, run_dir)
+    _log_to_file(run_dir / "train.log")
+
+    tracker = Tracker(
+        resolve_uri(cfg.tracking.uri, runs_dir),
+        cfg.tracking.experiment,
+        runs_dir / "artifacts",
+        cfg.tracking.connect_timeout_s,
+    )
+    run_id = tracker.start(run_name, run_id=_saved_run_id(run_dir))
+    (run_dir / "run.json").write_text(json.dumps({"run_id": run_id, "run_name": run_name}))
+    log.info("run %s (MLflow run %s, store %s)", run_name, run_id, tracker.uri)
+    tracker.log_params(flatten(cfg))
+
+    try:
+        test = _train_and_test(cfg, run_dir, run_id, tracker, device, resume_state)
+    except Interrupted:
+        tracker.end("KILLED")
+        log.error(
+            "to resume: the same command with train.resume=true tracking.run_name=%s", run_name
+        )
+        raise
+    except BaseException:
+        tracker.end("FAILED")
+        raise
+    tracker.end("FINISHED")
+    return test
+
+
+def _train_and_test(
+    cfg: DictConfig,
+    run_dir: Path,
+    run_id: str,
+    tracker: Tracker,
+    device: torch.device,
+    resume_state: dict | None,
+) -> dict[str, float]:
+    corpus = load_corpus(cfg)
+    data = build_data(corpus, cfg)
+    _write_skipped(run_dir / "skipped.csv", corpus.skipped)
+    tracker.set_tags(
+        {
+            "git_commit": _git_commit(),
+            "data_fingerprint": corpus.fingerprint,
+            "run_dir": str(run_dir),
+        }
+    )
+    tracker.log_artifact(run_dir / "config.yaml")
+    tracker.log_artifact(run_dir / "skipped.csv")
+    (run_dir / "utterances.txt").write_text(
+        "\n".join(corpus.manifest[r].id for r in data.train.rows) + "\n"
+    )
+    log.info(
+        "data: %d labelled + %d unlabelled training utterances, %d dev, %d test, %d skipped files",
+        data.n_labelled,
+        len(data.train) - data.n_labelled,
+        len(data.dev),
+        len(data.test),
+        len(corpus.skipped),
+    )
+
+    loop = Loop(cfg, data, device, run_dir)
+    if resume_state is not None:
+        loop.restore(resume_state)
+        log.info("resumed after epoch %d", loop.epoch)
+    with _stop_on_signals(loop):
+        while loop.epoch < cfg.train.epochs and not _patience_exhausted(loop, cfg):
+            metrics = loop.run_epoch()
+            loop.epoch += 1
+            score = metrics["dev/ccc_mean"]
+            if score > loop.best_score:
+                loop.best_score, loop.best_epoch, loop.bad_epochs = score, loop.epoch, 0
+                save_checkpoint(loop.state(run_id), run_dir / BEST)
+            else:
+                loop.bad_epochs += 1
+            save_checkpoint(loop.state(run_id), run_dir / LAST)
+            tracker.log_metrics(metrics, step=loop.epoch)
+            if loop.clusters:
+                tracker.log_artifact(
+                    run_dir / "assignments" / f"epoch_{loop.epoch:03d}.npz", "assignments"
+                )
+            log.info("epoch %d/%d  %s", loop.epoch, cfg.train.epochs, _format(metrics))
+
+    best = load_checkpoint(run_dir / BEST)
+    loop.model.load_state_dict(best["model"])
+    test_pred = data.scaler.restore(
+        predict_utterances(loop.model, data.test, cfg.train.eval_batch_chunks, device)
+    )
+    test = {
+        f"test/{k}": v
+        for k, v in ccc_report(
+            loop._ratings(data.test), test_pred, list(cfg.model.attributes)
+        ).items()
+    }
+    test["best_epoch"] = float(loop.best_epoch)
+    tracker.log_metrics(test)
+    tracker.log_artifact(run_dir / BEST, "checkpoints")
+    tracker.log_artifact(run_dir / "utterances.txt", "assignments")
+    tracker.log_torch_model(
+        UtterancePredictor(loop.model, data.scaler).eval(),
+        "model",
+        (cfg.chunking.n_chunks, cfg.chunking.frames, corpus.packed.frames.shape[1]),
+        len(cfg.model.attributes),
+    )
+    tracker.log_artifact(run_dir / "train.log")
+    log.info("done: best epoch %d, %s", loop.best_epoch, _format(test))
+    return test
+
+
+class UtterancePredictor(torch.nn.Module):
+    """What the logged MLflow model computes: normalised chunks (B, C, frames, n_mels) → A/V/D
+    on the 1–7 scale, the mean of each utterance's chunk predictions."""
+
+    def __init__(self, model: DeepEmoCluster, scaler: LabelScaler) -> None:
+        super().__init__()
+        self.model = model
+        self.register_buffer("mean", torch.as_tensor(scaler.mean, dtype=torch.float32))
+        self.register_buffer("std", torch.as_tensor(scaler.std, dtype=torch.float32))
+
+    def forward(self, chunks: torch.Tensor) -> torch.Tensor:
+        b, c = chunks.shape[:2]
+        z = self.model(chunks.flatten(0, 1))[1].view(b, c, -1).mean(1)
+        return z * self.std + self.mean
+
+
+def _prepare_run_dir(cfg: DictConfig, run_dir: Path) -> dict | None:
+    """New run: create the folder. Resume: check the config is unchanged, return the checkpoint."""
+    saved_cfg, last = run_dir / "config.yaml", run_dir / LAST
+    if cfg.train.resume and not cfg.tracking.run_name:
+        raise ConfigError("train.resume=true needs tracking.run_name=<the run to continue>")
+    if saved_cfg.exists():
+        if not cfg.train.resume:
+            raise ConfigError(
+                f"run folder {run_dir} exists: pass train.resume=true to continue it, "
+                "or choose another tracking.run_name"
+            )
+        old, new = flatten(OmegaConf.load(saved_cfg)), flatten(cfg)
+        changed = sorted(
+            k for k in old.keys() | new.keys() if k != "train.resume" and old.get(k) != new.get(k)
+        )
+        if changed:
+            raise ConfigError(
+                f"resume with a changed config is refused (params are immutable): {', '.join(changed)}"
+            )
+    run_dir.mkdir(parents=True, exist_ok=True)
+    saved_cfg.write_text(to_yaml(cfg))
+    return load_checkpoint(last) if cfg.train.resume and last.exists() else None
+
+
+def _saved_run_id(run_dir: Path) -> str | None:
+    meta = run_dir / "run.json"
+    return json.loads(meta.read_text())["run_id"] if meta.exists() else None
+
+
+def _patience_exhausted(loop: Loop, cfg: DictConfig) -> bool:
+    return cfg.train.patience > 0 and loop.bad_epochs >= cfg.train.patience
+
+
+class _stop_on_signals:
+    """SIGINT/SIGTERM set a flag the loop checks between steps (no half-written state)."""
+
+    def __init__(self, loop: Loop) -> None:
+        self.loop = loop
+
+    def __enter__(self) -> None:
+        self.previous = {s: signal.signal(s, self._handle) for s in (signal.SIGINT, signal.SIGTERM)}
+
+    def _handle(self, signum: int, frame) -> None:
+        self.loop.stop_signal = signum
+
+    def __exit__(self, *exc) -> None:
+        for s, handler in self.previous.items():
+            signal.signal(s, handler)
+
+
+def _device(name: str) -> torch.device:
+    if name == "auto":
+        name = "cuda" if torch.cuda.is_available() else "cpu"
+    if name == "cuda" and not torch.cuda.is_available():
+        raise ConfigError("train.device=cuda but no CUDA device is available")
+    return torch.device(name)
+
+
+def _write_skipped(path: Path, skipped: list[tuple[str, str]]) -> None:
+    with path.open("w", newline="") as f:
+        writer = csv.writer(f)
+        writer.writerow(["path", "reason"])
+        writer.writerows(skipped)
+
+
+def _git_commit() -> str:
+    try:
+        out = subprocess.run(
+            ["git", "rev-parse", "HEAD"],
+            capture_output=True,
+            text=True,
+            timeout=5,
+            cwd=Path(__file__).resolve().parent,
+        )
+        return out.stdout.strip() or "unknown"
+    except (OSError, subprocess.SubprocessError):
+        return "unknown"
+
+
+def _format(metrics: dict[str, float]) -> str:
+    return "  ".join(f"{k}={v:.4g}" for k, v in metrics.items())
+
+
+def _log_to_file(path: Path) -> None:
+    handler = logging.FileHandler(path)
+    handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(message)s"))
+    logging.getLogger().addHandler(handler)
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(
+        prog="python -m deepemocluster.train", description=__doc__.split("\n")[0]
+    )
+    parser.add_argument(
+        "--config", default=None, help="YAML file (default: configs/default.yaml if present)"
+    )
+    parser.add_argument("overrides", nargs="*", help="key.sub=value config overrides")
+    args = parser.parse_args(argv)
+    logging.basicConfig(
+        level=logging.INFO, format="%(asctime)s %(levelname)s %(message)s", stream=sys.stderr
+    )
+    config_path = args.config or (
+        "configs/default.yaml" if Path("configs/default.yaml").is_file() else None
+    )
+    try:
+        cfg = load_config(config_path, args.overrides)
+        run(cfg, Path(config_path).stem if config_path else "default")
+    except Interrupted as e:
+        log.error("%s; the last finished epoch is checkpointed", e)
+        return 128 + e.signum
+    except DeepEmoClusterError as e:
+        log.error("%s", e)
+        return 1
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,268 @@
+"""ChunkDataset over a memory-mapped pack, and load_corpus from a config (skips, skip ratio,
+hidden labels)."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+
+from deepemocluster.config import load_config
+from deepemocluster.data.chunking import chunk_starts
+from deepemocluster.data.corpus import hide_labels, load_corpus
+from deepemocluster.data.datasets import ChunkBatches, ChunkDataset
+from deepemocluster.data.features import PackedFeatures
+from deepemocluster.data.manifest import UNLABELLED_SPLIT, Utterance
+from deepemocluster.errors import TooManyBadFilesError
+
+C, M, MELS, CLIP = 5, 62, 6, 3.0
+LENGTHS = [30, 62, 63, 400, 100]
+
+
+@pytest.fixture
+def packed(tmp_path) -> PackedFeatures:
+    """A real memory-mapped pack of five utterances (one shorter than a chunk)."""
+    rng = np.random.default_rng(0)
+    offsets = np.concatenate([[0], np.cumsum(LENGTHS)]).astype(np.int64)
+    path = tmp_path / "pack.npy"
+    out = np.lib.format.open_memmap(
+        path, mode="w+", dtype=np.float32, shape=(int(offsets[-1]), MELS)
+    )
+    out[:] = rng.normal(4.0, 2.0, size=out.shape)
+    out.flush()
+    del out
+    return PackedFeatures("test", np.load(path, mmap_mode="r"), offsets)
+
+
+def stats(packed: PackedFeatures) -> tuple[np.ndarray, np.ndarray]:
+    frames = np.asarray(packed.frames, dtype=np.float64)
+    return frames.mean(0).astype(np.float32), frames.std(0).astype(np.float32)
+
+
+def expected_chunks(packed, row, mean, std, n_chunks=C, m=M, clip=CLIP) -> np.ndarray:
+    """Manual normalisation + NaN→0 + clip, then chunking with zero padding at the end."""
+    x = np.asarray(packed.utterance(row), dtype=np.float32)
+    z = np.nan_to_num((x - mean) / std, nan=0.0, posinf=clip, neginf=-clip)
+    z = np.clip(z, -clip, clip)
+    out = np.zeros((n_chunks, m, x.shape[1]), np.float32)
+    for c, s in enumerate(chunk_starts(len(x), n_chunks, m)):
+        piece = z[s : s + m]
+        out[c, : len(piece)] = piece
+    return out
+
+
+def test_item_is_chunks_target_and_index(packed):
+    mean, std = stats(packed)
+    targets = np.arange(15, dtype=np.float64).reshape(5, 3)
+    ds = ChunkDataset(packed, range(5), mean, std, C, M, CLIP, targets=targets)
+    assert len(ds) == 5 and ds.n_total_chunks == 5 * C
+    for i in range(5):
+        chunks, target, index = ds[i]
+        assert isinstance(chunks, torch.Tensor) and chunks.dtype == torch.float32
+        assert chunks.shape == (C, M, MELS)
+        assert index == i
+        assert target.dtype == torch.float32
+        np.testing.assert_array_equal(target.numpy(), targets[i])
+        np.testing.assert_allclose(
+            chunks.numpy(), expected_chunks(packed, i, mean, std), rtol=1e-6, atol=1e-6
+        )
+
+
+def test_item_without_targets_is_chunks_and_index(packed):
+    mean, std = stats(packed)
+    ds = ChunkDataset(packed, [3, 0, 1], mean, std, C, M, CLIP)
+    item = ds[1]
+    assert len(item) == 2 and item[1] == 1
+    # row order: dataset index 1 is packed utterance 0
+    np.testing.assert_allclose(item[0].numpy(), expected_chunks(packed, 0, mean, std), atol=1e-6)
+    np.testing.assert_allclose(ds[0][0].numpy(), expected_chunks(packed, 3, mean, std), atol=1e-6)
+
+
+def test_targets_must_match_rows(packed):
+    mean, std = stats(packed)
+    with pytest.raises(ValueError, match="3 target rows for 2 utterances"):
+        ChunkDataset(packed, [0, 1], mean, std, C, M, CLIP, targets=np.zeros((3, 3)))
+
+
+def test_nan_targets_pass_through_for_unlabelled_rows(packed):
+    mean, std = stats(packed)
+    targets = np.array([[1.0, 2.0, 3.0], [np.nan] * 3])
+    ds = ChunkDataset(packed, [0, 1], mean, std, C, M, CLIP, targets=targets)
+    assert torch.isnan(ds[1][1]).all() and not torch.isnan(ds[0][1]).any()
+
+
+def test_padding_of_a_short_utterance_is_zero_after_normalisation(packed):
+    mean, std = stats(packed)
+    assert np.abs(mean).min() > 1  # so a pad of raw zeros would not be zero after the z-score
+    chunks = ChunkDataset(packed, [0], mean, std, C, M, CLIP)[0][0].numpy()
+    assert LENGTHS[0] < M
+    assert (chunks[:, LENGTHS[0] :] == 0).all()
+    assert (chunks[:, : LENGTHS[0]] != 0).any(axis=(1, 2)).all()
+    for c in range(1, C):
+        np.testing.assert_array_equal(chunks[c], chunks[0])
+
+
+def test_chunk_batch_equals_rows_of_the_items(packed):
+    mean, std = stats(packed)
+    ds = ChunkDataset(packed, [4, 2, 0, 3], mean, std, C, M, CLIP)
+    ids = np.random.default_rng(1).permutation(ds.n_total_chunks)[:13]
+    chunks, returned = ds.chunk_batch(ids)
+    assert chunks.shape == (13, M, MELS)
+    np.testing.assert_array_equal(returned.numpy(), ids)
+    for j, gid in enumerate(ids):
+        utt, c = divmod(int(gid), C)
+        torch.testing.assert_close(chunks[j], ds[utt][0][c], rtol=0, atol=0)
+    batches = ChunkBatches(ds)
+    assert len(batches) == ds.n_total_chunks
+    torch.testing.assert_close(batches[list(ids)][0], chunks, rtol=0, atol=0)
+
+
+def test_values_are_clipped(packed):
+    mean, std = stats(packed)
+    ds = ChunkDataset(packed, [3], mean, std, C, M, 0.5)
+    chunks = ds[0][0].numpy()
+    assert chunks.max() == pytest.approx(0.5) and chunks.min() == pytest.approx(-0.5)
+    np.testing.assert_allclose(
+        chunks, expected_chunks(packed, 3, mean, std, clip=0.5), rtol=1e-6, atol=1e-6
+    )
+
+
+def test_nan_becomes_zero_and_inf_is_clipped(tmp_path):
+    x = np.ones((80, 2), np.float32)
+    x[::2, 0] = 3.0
+    x[5, 0] = np.nan
+    x[6, 1] = np.inf
+    x[7, 1] = -np.inf
+    x[8, 1] = 1e9
+    path = tmp_path / "odd.npy"
+    np.save(path, x)
+    packed = PackedFeatures("odd", np.load(path, mmap_mode="r"), np.array([0, 80]))
+    mean, std = np.array([2.0, 1.0], np.float32), np.array([1.0, 0.5], np.float32)
+    chunks = ChunkDataset(packed, [0], mean, std, 1, 80, CLIP)[0][0].numpy()[0]
+    assert np.isfinite(chunks).all()
+    assert chunks[5, 0] == 0.0
+    assert chunks[6, 1] == CLIP and chunks[7, 1] == -CLIP and chunks[8, 1] == CLIP
+    assert chunks[0, 0] == 1.0 and chunks[1, 0] == -1.0  # (3 - 2) / 1, (1 - 2) / 1
+    assert chunks[0, 1] == 0.0  # (1 - 1) / 0.5
+
+
+def test_works_with_a_data_loader(packed):
+    mean, std = stats(packed)
+    ds = ChunkDataset(packed, range(5), mean, std, C, M, CLIP, targets=np.ones((5, 3)))
+    chunks, targets, index = next(iter(torch.utils.data.DataLoader(ds, batch_size=4)))
+    assert chunks.shape == (4, C, M, MELS) and targets.shape == (4, 3)
+    assert index.tolist() == [0, 1, 2, 3]
+
+
+# --- load_corpus from a config ---------------------------------------------------------------
+
+
+def corpus_cfg(root, store, *extra: str):
+    return load_config(
+        None,
+        [
+            "data.format=msp_podcast",
+            f"data.root={root}",
+            f"features.store={store}",
+            "features.workers=1",
+            "features.n_mels=16",
+            *extra,
+        ],
+    )
+
+
+def test_load_corpus_skips_and_lists_bad_files(make_msp_corpus, tmp_path):
+    root = make_msp_corpus()  # 6 Train, 2 Development, 2 Test1
+    bad = root / "Audios" / "utt007.wav"  # a Development file
+    bad.write_bytes(b"")
+    cfg = corpus_cfg(root, tmp_path / "features")  # 1 of 10 = 10 %: at the default limit
+    corpus = load_corpus(cfg)
+    assert corpus.skipped == [(str(bad), "empty_file")]
+    assert len(corpus.manifest) == len(corpus.packed) == 9
+    assert "utt007" not in [u.id for u in corpus.manifest]
+    assert len(corpus.rows("Train")) == 6 and len(corpus.rows("Development")) == 1
+    train = corpus.rows("Train")
+    frames = np.concatenate([corpus.packed.utterance(i) for i in train]).astype(np.float64)
+    np.testing.assert_allclose(corpus.mean, frames.mean(0), rtol=1e-5, atol=1e-5)
+    np.testing.assert_allclose(corpus.std, frames.std(0), rtol=1e-4, atol=1e-5)
+    ratings = corpus.ratings(train, ["arousal", "valence"])
+    assert ratings.shape == (6, 2)
+    assert ratings[1].tolist() == [corpus.manifest[1].arousal, corpus.manifest[1].valence]
+    # a second load reuses everything and sees the same data
+    assert load_corpus(cfg).fingerprint == corpus.fingerprint
+
+
+def test_too_many_bad_files_fail_the_run(make_msp_corpus, tmp_path):
+    root = make_msp_corpus()
+    for name in ("utt001.wav", "utt008.wav"):
+        (root / "Audios" / name).write_bytes(b"RIFF")  # 2 of 10 = 20 %
+    with pytest.raises(TooManyBadFilesError, match=r"2 of 10") as err:
+        load_corpus(corpus_cfg(root, tmp_path / "features"))
+    assert "max_skip_ratio" in str(err.value)
+    corpus = load_corpus(corpus_cfg(root, tmp_path / "features", "data.max_skip_ratio=0.25"))
+    assert sorted(reason for _, reason in corpus.skipped) == ["unreadable", "unreadable"]
+    assert len(corpus.manifest) == 8
+
+
+def test_load_corpus_with_unlabelled_folders(make_msp_corpus, tmp_path, write_audio):
+    root = make_msp_corpus()
+    for i in range(3):
+        write_audio(tmp_path / "extra" / f"u{i}.flac", 0.2, sr=22050, freq=500.0 + 50 * i)
+    (tmp_path / "extra" / "readme.txt").write_text("ignored")
+    corpus = load_corpus(
+        corpus_cfg(root, tmp_path / "features", f"data.unlabelled=[{tmp_path / 'extra'}]")
+    )
+    assert len(corpus.rows(UNLABELLED_SPLIT)) == 3
+    assert len(corpus.manifest) == len(corpus.packed) == 13
+    unlabelled = corpus.rows(UNLABELLED_SPLIT)
+    # statistics come from Train only
+    train = np.concatenate([corpus.packed.utterance(i) for i in corpus.rows("Train")])
+    np.testing.assert_allclose(corpus.mean, train.mean(0), rtol=1e-5, atol=1e-5)
+    assert all(not corpus.manifest[i].labelled for i in unlabelled)
+
+
+def test_label_fraction_hides_train_labels_deterministically(make_msp_corpus, tmp_path):
+    root = make_msp_corpus()
+    store = tmp_path / "features"
+    a = load_corpus(corpus_cfg(root, store, "data.label_fraction=0.5", "train.seed=3"))
+    b = load_corpus(corpus_cfg(root, store, "data.label_fraction=0.5", "train.seed=3"))
+    assert len(a.rows("Train", labelled=True)) == 3
+    assert len(a.rows(UNLABELLED_SPLIT)) == 3
+    assert len(a.rows("Development")) == 2 and len(a.rows("Test1")) == 2
+    assert [u.id for u in a.manifest if u.labelled] == [u.id for u in b.manifest if u.labelled]
+    np.testing.assert_array_equal(a.mean, b.mean)
+
+
+def _fake_manifest(n_train: int) -> tuple[Utterance, ...]:
+    train = [
+        Utterance(f"t{i}", f"/x/t{i}.wav", "Train", 4.0, 4.0, 4.0, "N", f"s{i % 5}", "Male")
+        for i in range(n_train)
+    ]
+    dev = [Utterance(f"d{i}", f"/x/d{i}.wav", "Development", 3.0, 3.0, 3.0) for i in range(10)]
+    unlabelled = [Utterance(f"u{i}", f"/x/u{i}.wav", UNLABELLED_SPLIT) for i in range(10)]
+    return tuple(train + dev + unlabelled)
+
+
+@pytest.mark.parametrize("fraction, kept", [(0.3, 30), (0.05, 5), (0.001, 1), (1.0, 100)])
+def test_hide_labels_keeps_the_requested_fraction(fraction, kept):
+    manifest = _fake_manifest(100)
+    out = hide_labels(manifest, fraction, "Train", seed=0)
+    assert len(out) == len(manifest)
+    assert sum(u.split == "Train" and u.labelled for u in out) == kept
+    assert sum(u.split == UNLABELLED_SPLIT for u in out) == 10 + 100 - kept
+    assert out[100:110] == manifest[100:110]  # Development untouched
+    for before, after in zip(manifest, out, strict=True):
+        assert (before.id, before.path, before.speaker) == (after.id, after.path, after.speaker)
+        if before.split == "Train" and after.split == UNLABELLED_SPLIT:
+            assert after.arousal == before.arousal  # kept for analysis, unused in training
+
+
+def test_hide_labels_is_deterministic_per_seed():
+    manifest = _fake_manifest(50)
+
+    def kept(seed):
+        out = hide_labels(manifest, 0.2, "Train", seed)
+        return [u.id for u in out if u.split == "Train"]
+
+    assert kept(7) == kept(7)
+    assert len({tuple(kept(s)) for s in range(5)}) > 1

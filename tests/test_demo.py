@@ -1,0 +1,263 @@
+"""The built-in demo corpus: layout, determinism, safe regeneration, and that its labels are learnable."""
+
+from __future__ import annotations
+
+import csv
+import importlib.util
+import os
+import sys
+from collections import Counter
+from dataclasses import asdict, replace
+from pathlib import Path
+
+import numpy as np
+import pytest
+import soundfile as sf
+from omegaconf import OmegaConf
+
+from deepemocluster.config import DemoConfig
+from deepemocluster.data import demo
+from deepemocluster.data.demo import generate_demo_corpus, plan_corpus, speakers_per_part
+from deepemocluster.data.manifest import read_msp_podcast
+from deepemocluster.errors import ConfigError
+
+SMALL = DemoConfig(seed=0, n_train=40, n_dev=12, n_test=16, n_unlabelled=20, n_speakers=10)
+TINY = DemoConfig(seed=0, n_train=4, n_dev=2, n_test=2, n_unlabelled=2, n_speakers=4)
+HEADER = "FileName,EmoClass,EmoAct,EmoVal,EmoDom,SpkrID,Gender,Split_Set"
+
+
+def _load_ridge_baseline():
+    """benchmarks/ridge_baseline.py is the one home of the pooled-stats + ridge + CCC baseline."""
+    path = Path(__file__).resolve().parents[1] / "benchmarks" / "ridge_baseline.py"
+    spec = importlib.util.spec_from_file_location("ridge_baseline", path)
+    module = importlib.util.module_from_spec(spec)
+    sys.modules.setdefault("ridge_baseline", module)
+    spec.loader.exec_module(module)
+    return module
+
+
+ridge_baseline = _load_ridge_baseline()
+
+
+@pytest.fixture(scope="module")
+def small(tmp_path_factory) -> Path:
+    return generate_demo_corpus(tmp_path_factory.mktemp("demo") / "corpus", SMALL)
+
+
+def _rows(root: Path) -> list[dict[str, str]]:
+    with (root / "Labels" / "labels_consensus.csv").open(newline="") as f:
+        return list(csv.DictReader(f))
+
+
+def _wavs(root: Path) -> list[Path]:
+    return sorted((root / "Audios").glob("*.wav")) + sorted((root / "Unlabelled").glob("*.wav"))
+
+
+def _mtimes(root: Path) -> dict[str, int]:
+    return {str(p.relative_to(root)): p.stat().st_mtime_ns for p in root.rglob("*")}
+
+
+# --- layout and labels -----------------------------------------------------------------------
+
+
+def test_layout_header_and_splits(small: Path) -> None:
+    assert (small / "Labels" / "labels_consensus.csv").read_text().splitlines()[0] == HEADER
+    rows = _rows(small)
+    assert Counter(r["Split_Set"] for r in rows) == {"Train": 40, "Development": 12, "Test1": 16}
+    assert {p.name for p in (small / "Audios").iterdir()} == {r["FileName"] for r in rows}
+    unlabelled = {p.name for p in (small / "Unlabelled").iterdir()}
+    assert len(unlabelled) == 20 and not unlabelled & {r["FileName"] for r in rows}
+    for r in rows:
+        assert r["FileName"].endswith(".wav")
+        assert r["EmoClass"] in set("ASHUFDCN")
+        assert r["Gender"] in ("Male", "Female")
+        assert int(r["SpkrID"]) >= 1
+        for column in ("EmoAct", "EmoVal", "EmoDom"):
+            assert 1.0 <= float(r[column]) <= 7.0
+            assert len(r[column].split(".")[1]) <= 4
+
+
+def test_speakers_are_disjoint_between_all_parts(small: Path) -> None:
+    speakers: dict[str, set[int]] = {}
+    for u in plan_corpus(SMALL):
+        speakers.setdefault(u.split or "unlabelled", set()).add(u.speaker.spk_id)
+    assert set(speakers) == {"Train", "Development", "Test1", "unlabelled"}
+    parts = list(speakers.values())
+    assert sum(map(len, parts)) == len(set().union(*parts)) == SMALL.n_speakers
+    by_split: dict[str, set[str]] = {}
+    for r in _rows(small):
+        by_split.setdefault(r["Split_Set"], set()).add(r["SpkrID"])
+    assert {k: {int(s) for s in v} for k, v in by_split.items()} == {
+        k: v for k, v in speakers.items() if k != "unlabelled"
+    }
+
+
+def test_speakers_per_part_is_proportional_with_one_each() -> None:
+    alloc = speakers_per_part([400, 120, 160, 400], 40)
+    assert sum(alloc) == 40 and min(alloc) >= 1 and alloc[0] > alloc[1]
+    assert speakers_per_part([100, 1, 1, 0], 3) == [1, 1, 1, 0]
+    assert speakers_per_part([5, 0, 5, 0], 2) == [1, 0, 1, 0]
+    with pytest.raises(ConfigError, match="n_speakers"):
+        speakers_per_part([5, 5, 5, 5], 3)
+
+
+def test_labels_are_neutral_heavy_and_follow_class_centroids() -> None:
+    plan = [u for u in plan_corpus(DemoConfig()) if u.split]
+    counts = Counter(u.emo_class for u in plan)
+    assert counts.most_common(1)[0][0] == "N" and counts["N"] > 0.25 * len(plan)
+
+    def mean(code: str, k: int) -> float:
+        return float(np.mean([u.avd[k] for u in plan if u.emo_class == code]))
+
+    assert mean("A", 0) > mean("N", 0) > mean("S", 0)  # arousal
+    assert mean("H", 1) > mean("N", 1) > mean("A", 1)  # valence
+    assert mean("A", 2) > mean("F", 2)  # dominance
+
+
+def test_manifest_reader_accepts_the_corpus(small: Path) -> None:
+    manifest = read_msp_podcast(small)
+    assert len(manifest) == 68 and all(u.labelled for u in manifest)
+    assert all(Path(u.path).is_file() for u in manifest)
+
+
+# --- audio -----------------------------------------------------------------------------------
+
+
+def test_audio_is_16k_mono_pcm16_finite_and_not_silent(small: Path) -> None:
+    for path in _wavs(small):
+        info = sf.info(path)
+        assert (info.samplerate, info.channels, info.subtype) == (16000, 1, "PCM_16")
+        assert SMALL.min_seconds - 0.01 <= info.duration <= SMALL.max_seconds + 0.01
+        audio, _ = sf.read(path)
+        assert np.isfinite(audio).all()
+        assert 0.2 < np.abs(audio).max() <= 0.91
+        assert np.sqrt(np.mean(audio**2)) > 0.01
+
+
+# --- determinism -----------------------------------------------------------------------------
+
+
+def test_same_seed_gives_identical_bytes(small: Path, tmp_path: Path) -> None:
+    again = generate_demo_corpus(tmp_path / "again", SMALL)
+    for name in ("Labels/labels_consensus.csv", "demo.json"):
+        assert (again / name).read_bytes() == (small / name).read_bytes()
+    assert [p.name for p in _wavs(again)] == [p.name for p in _wavs(small)]
+    for a, b in zip(_wavs(again), _wavs(small), strict=True):
+        assert a.read_bytes() == b.read_bytes(), a.name
+
+
+def test_worker_processes_do_not_change_the_files(small: Path, tmp_path: Path, monkeypatch) -> None:
+    monkeypatch.setattr(demo, "_MIN_PARALLEL", 1)
+    parallel = generate_demo_corpus(tmp_path / "parallel", SMALL, workers=2)
+    for a, b in zip(_wavs(parallel), _wavs(small), strict=True):
+        assert a.read_bytes() == b.read_bytes(), a.name
+
+
+def test_other_seed_gives_other_labels_and_audio(small: Path, tmp_path: Path) -> None:
+    other = generate_demo_corpus(tmp_path / "other", replace(SMALL, seed=1))
+    assert _rows(other) != _rows(small)
+    first_a, _ = sf.read(_wavs(small)[0])
+    first_b, _ = sf.read(_wavs(other)[0])
+    assert first_a.shape != first_b.shape or not np.allclose(first_a, first_b)
+    audio_bytes = {p.read_bytes() for p in _wavs(small)}
+    assert not audio_bytes & {p.read_bytes() for p in _wavs(other)}
+
+
+# --- stamp, idempotency and safe regeneration ------------------------------------------------
+
+
+def test_second_call_with_same_config_does_not_rewrite(small: Path) -> None:
+    before = _mtimes(small)
+    assert generate_demo_corpus(small, SMALL) == small
+    assert _mtimes(small) == before
+
+
+def test_stamp_holds_config_and_format_version(small: Path) -> None:
+    stamp = demo.read_stamp(small)
+    assert stamp["format_version"] == demo.FORMAT_VERSION
+    assert DemoConfig(**stamp["config"]) == SMALL
+
+
+def test_changed_config_regenerates_cleanly(tmp_path: Path) -> None:
+    root = generate_demo_corpus(tmp_path / "corpus", replace(TINY, n_train=9))
+    generate_demo_corpus(root, replace(TINY, seed=7))
+    assert demo.read_stamp(root)["config"]["seed"] == 7
+    rows = _rows(root)
+    assert Counter(r["Split_Set"] for r in rows)["Train"] == 4
+    # nothing stale left behind: exactly the files of the new corpus
+    assert {p.name for p in (root / "Audios").iterdir()} == {r["FileName"] for r in rows}
+    assert len(list((root / "Unlabelled").iterdir())) == TINY.n_unlabelled
+    umask = os.umask(0)
+    os.umask(umask)
+    assert root.stat().st_mode & 0o777 == 0o777 & ~umask  # not owner-only like a mkdtemp folder
+    assert [p.name for p in tmp_path.iterdir()] == ["corpus"]  # no temp folders left behind
+
+
+def test_unstamped_partial_corpus_is_replaced(tmp_path: Path) -> None:
+    root = tmp_path / "corpus"
+    (root / "Audios").mkdir(parents=True)
+    (root / "Audios" / "half_written.wav").write_bytes(b"RIFF")
+    generate_demo_corpus(root, TINY)
+    assert not (root / "Audios" / "half_written.wav").exists()
+    assert demo.read_stamp(root)["config"] == asdict(TINY)
+
+
+def test_folder_with_foreign_files_is_never_overwritten(tmp_path: Path) -> None:
+    (tmp_path / "notes.txt").write_text("mine")
+    with pytest.raises(ConfigError, match="notes.txt"):
+        generate_demo_corpus(tmp_path, TINY)
+    assert (tmp_path / "notes.txt").read_text() == "mine"
+
+
+def test_failed_generation_keeps_old_corpus_and_leaves_no_temp(tmp_path, monkeypatch) -> None:
+    root = generate_demo_corpus(tmp_path / "corpus", TINY)
+    before = _mtimes(root)
+
+    def fail(*args, **kwargs):
+        raise RuntimeError("killed mid-way")
+
+    monkeypatch.setattr(demo, "_write_labels", fail)
+    with pytest.raises(RuntimeError, match="killed"):
+        generate_demo_corpus(root, replace(TINY, seed=3))
+    assert _mtimes(root) == before and demo.read_stamp(root)["config"]["seed"] == 0
+    assert [p.name for p in tmp_path.iterdir()] == ["corpus"]
+
+
+def test_accepts_the_config_node_and_rejects_bad_sizes(tmp_path: Path) -> None:
+    node = OmegaConf.structured(
+        DemoConfig(n_train=3, n_dev=1, n_test=1, n_unlabelled=0, n_speakers=3)
+    )
+    root = generate_demo_corpus(tmp_path / "corpus", node)  # as given by cfg.data.demo
+    assert len(_rows(root)) == 5 and not list((root / "Unlabelled").iterdir())
+    with pytest.raises(ConfigError, match="n_speakers"):
+        generate_demo_corpus(tmp_path / "bad", replace(TINY, n_speakers=2))
+    with pytest.raises(ConfigError, match="n_train"):
+        generate_demo_corpus(tmp_path / "bad", replace(TINY, n_train=0))
+
+
+def test_cli_writes_and_reports(tmp_path: Path, capsys) -> None:
+    args = ["--out", str(tmp_path / "cli"), "--seed", "2", "--n-train", "4", "--n-dev", "2"]
+    args += ["--n-test", "2", "--n-unlabelled", "3", "--n-speakers", "4", "--max-seconds", "2.0"]
+    assert demo.main(args) == 0
+    out = capsys.readouterr().out
+    assert str(tmp_path / "cli") in out and "8 labelled + 3 unlabelled" in out
+    assert demo.read_stamp(tmp_path / "cli")["config"]["max_seconds"] == 2.0
+
+
+# --- the labels are learnable from the audio -------------------------------------------------
+
+
+def test_ccc_helper() -> None:
+    x = np.array([1.0, 2.0, 3.0, 4.0])
+    assert ridge_baseline.ccc(x, x) == pytest.approx(1.0)
+    assert ridge_baseline.ccc(x, x + 1.0) < 0.8  # a bias is penalised, unlike Pearson's r
+    assert ridge_baseline.ccc(x, 5.0 - x) == pytest.approx(-1.0)
+
+
+@pytest.mark.slow
+def test_ridge_on_pooled_log_mel_learns_the_labels(tmp_path: Path) -> None:
+    cfg = DemoConfig(seed=0, n_train=240, n_dev=60, n_test=120, n_unlabelled=0, n_speakers=24)
+    root = generate_demo_corpus(tmp_path / "medium", cfg)
+    scores = ridge_baseline.ridge_baseline(ridge_baseline.load_splits(root))
+    assert scores["arousal"]["ccc"] >= 0.5, scores
+    assert scores["valence"]["ccc"] > 0.1 and scores["dominance"]["ccc"] > 0.1, scores
