@@ -262,6 +262,26 @@ class Loop:
             self._save_assignments(result.assignments)
         return labels, metrics
 
+    def final_clustering(self) -> dict:
+        """Cluster the training chunks once more with the current (best) weights: the clusters
+        that prediction and analysis refer to. Returned as plain tensors for the checkpoint."""
+        c = self.cfg.cluster
+        emb = embed_chunks(self.model, self.data.train, self._eval_chunks, self.device)
+        result = clustering.cluster(
+            emb, c.k, c.iterations, self._seed("final"), c.pca_dim, c.l2_normalize
+        )
+        np.savez_compressed(
+            self.run_dir / "assignments" / "final.npz",
+            assignments=result.assignments.astype(np.int32),
+        )
+        p = result.projection
+        return {
+            "centroids": torch.from_numpy(result.centroids),
+            "projection_matrix": None if p.matrix is None else torch.from_numpy(p.matrix),
+            "projection_bias": None if p.bias is None else torch.from_numpy(p.bias),
+            "l2_normalize": p.l2_normalize,
+        }
+
     def _train(self, batches, labels: np.ndarray | None) -> dict[str, float]:
         """One pass over ``batches`` of chunk ids: cluster cross-entropy on every chunk (when
         ``labels`` is given) plus weighted (1 − CCC) on the labelled chunks of the batch."""
@@ -316,7 +336,7 @@ class Loop:
         return (
             self.cfg.train.seed * 100_003
             + (self.epoch + 1) * 17
-            + {"": 0, "joint": 1, "unlabelled": 2, "labelled": 3}[stage]
+            + {"": 0, "joint": 1, "unlabelled": 2, "labelled": 3, "final": 4}[stage]
         )
 
     @property
@@ -438,6 +458,10 @@ def _train_and_test(
     }
     test["best_epoch"] = float(loop.best_epoch)
     tracker.log_metrics(test)
+    if loop.clusters:
+        best["clustering"] = loop.final_clustering()
+        save_checkpoint(best, run_dir / BEST)
+        tracker.log_artifact(run_dir / "assignments" / "final.npz", "assignments")
     tracker.log_artifact(run_dir / BEST, "checkpoints")
     tracker.log_artifact(run_dir / "utterances.txt", "assignments")
     tracker.log_torch_model(

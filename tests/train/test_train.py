@@ -66,6 +66,8 @@ def test_joint_run_logs_everything_and_learns(tiny_cfg):
     assert assignments.shape == (n_train_chunks,) and assignments.max() < 4
     best = load_checkpoint(run_dir / "checkpoint_best.pt")
     assert best["epoch"] == int(test["best_epoch"])
+    assert best["clustering"]["centroids"].shape == (4, 32)  # K × embedding size, for predict
+    assert "assignments/final.npz" in files
 
 
 def test_regression_only_baseline_logs_no_clusters(tiny_cfg):
