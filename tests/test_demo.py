@@ -5,7 +5,6 @@ from __future__ import annotations
 import csv
 import importlib.util
 import os
-import sys
 from collections import Counter
 from dataclasses import asdict, replace
 from pathlib import Path
@@ -31,7 +30,6 @@ def _load_ridge_baseline():
     path = Path(__file__).resolve().parents[1] / "benchmarks" / "ridge_baseline.py"
     spec = importlib.util.spec_from_file_location("ridge_baseline", path)
     module = importlib.util.module_from_spec(spec)
-    sys.modules.setdefault("ridge_baseline", module)
     spec.loader.exec_module(module)
     return module
 
@@ -146,6 +144,7 @@ def test_same_seed_gives_identical_bytes(small: Path, tmp_path: Path) -> None:
         assert a.read_bytes() == b.read_bytes(), a.name
 
 
+@pytest.mark.slow  # starts two spawned processes (~3 s)
 def test_worker_processes_do_not_change_the_files(small: Path, tmp_path: Path, monkeypatch) -> None:
     monkeypatch.setattr(demo, "_MIN_PARALLEL", 1)
     parallel = generate_demo_corpus(tmp_path / "parallel", SMALL, workers=2)
