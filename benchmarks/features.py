@@ -23,9 +23,7 @@ from __future__ import annotations
 
 import argparse
 import json
-import math
 import os
-import platform
 import subprocess
 import sys
 import tempfile
@@ -38,12 +36,13 @@ from pathlib import Path
 import librosa
 import numpy as np
 import soundfile as sf
+from _common import RESULTS_DIR, machine_info, write_results
 
 from deepemocluster.config import FeatureConfig
 from deepemocluster.data.audio import load_audio, mel_features
 from deepemocluster.data.features import FeatureSettings, FeatureStore, _extract_one, entry_key
 
-RESULTS = Path(__file__).resolve().parent / "results" / "features.json"
+RESULTS = RESULTS_DIR / "features.json"
 TARGET_WORKERS = 2
 TARGET_RATIO = 0.7
 WORKERS = (1, 2)
@@ -330,7 +329,7 @@ def run(n_files: int, reps: int, workdir: Path, extras: bool = True) -> dict:
     return {
         "benchmark": "features",
         "machine": {
-            **machine_info(),
+            **machine_info(("torch", "librosa", "numpy", "soundfile")),
             "loadavg_before": load_before,
             "loadavg_after": os.getloadavg(),
         },
@@ -357,39 +356,6 @@ def run(n_files: int, reps: int, workdir: Path, extras: bool = True) -> dict:
             "met": bool(ratio >= TARGET_RATIO),
         },
     }
-
-
-def machine_info() -> dict:
-    import torch
-
-    info = {
-        "cpu_count": os.cpu_count(),
-        "usable_cpus": len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else None,
-        "processor": _cpu_model(),
-        "platform": platform.platform(),
-        "python": platform.python_version(),
-        "torch": torch.__version__,
-        "librosa": librosa.__version__,
-        "numpy": np.__version__,
-        "soundfile": sf.__version__,
-    }
-    try:
-        from threadpoolctl import threadpool_info
-
-        info["blas_threads"] = {p["internal_api"]: p["num_threads"] for p in threadpool_info()}
-    except ImportError:
-        pass
-    return info
-
-
-def _cpu_model() -> str:
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    return platform.processor()
 
 
 def print_table(r: dict) -> None:
@@ -460,25 +426,9 @@ def main(argv: list[str] | None = None) -> int:
         result = run(n_files, reps, Path(workdir), extras=not args.quick)
     result["mode"] = "quick" if args.quick else "full"
     result["command"] = " ".join([Path(sys.argv[0]).name, *(argv or sys.argv[1:])])
-    bad = [k for k, v in _numbers(result) if not math.isfinite(v)]
-    if bad:
-        raise RuntimeError(f"non-finite figures: {bad}")
     print_table(result)
-    args.out.parent.mkdir(parents=True, exist_ok=True)
-    args.out.write_text(json.dumps(result, indent=2) + "\n")
-    print(f"wrote {args.out}")
+    write_results(result, args.out)
     return 0
-
-
-def _numbers(obj, prefix: str = ""):
-    if isinstance(obj, dict):
-        for k, v in obj.items():
-            yield from _numbers(v, f"{prefix}.{k}" if prefix else str(k))
-    elif isinstance(obj, list):
-        for i, v in enumerate(obj):
-            yield from _numbers(v, f"{prefix}[{i}]")
-    elif isinstance(obj, float):
-        yield prefix, obj
 
 
 if __name__ == "__main__":

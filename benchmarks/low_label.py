@@ -29,7 +29,9 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--fraction", type=float, default=0.1)
     parser.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
-    parser.add_argument("--out", type=Path, default=ROOT / "benchmarks" / "results" / "low_label.json")
+    parser.add_argument(
+        "--out", type=Path, default=ROOT / "benchmarks" / "results" / "low_label.json"
+    )
     parser.add_argument("overrides", nargs="*")
     args = parser.parse_args()
 
@@ -50,20 +52,33 @@ def main() -> None:
                 )
                 start = time.perf_counter()
                 test = run(cfg, "low_label")
-                runs.append({"cluster": enabled, "seed": seed, "seconds": time.perf_counter() - start, **test})
+                runs.append(
+                    {
+                        "cluster": enabled,
+                        "seed": seed,
+                        "seconds": time.perf_counter() - start,
+                        **test,
+                    }
+                )
 
     summary = {}
     for enabled in (True, False):
         name = "cluster" if enabled else "supervised"
         rows = [r for r in runs if r["cluster"] == enabled]
         summary[name] = {
-            k: {"mean": float(np.mean([r[k] for r in rows])), "std": float(np.std([r[k] for r in rows]))}
+            k: {
+                "mean": float(np.mean([r[k] for r in rows])),
+                "std": float(np.std([r[k] for r in rows])),
+            }
             for k in KEYS
         }
     print(f"label fraction {args.fraction}, seeds {args.seeds}: Test1 CCC mean ± std")
     print(f"{'setting':<12}" + "".join(f"{k.split('_')[-1]:>18}" for k in KEYS))
     for name, stats in summary.items():
-        print(f"{name:<12}" + "".join(f"{stats[k]['mean']:>11.3f} ± {stats[k]['std']:.3f}" for k in KEYS))
+        print(
+            f"{name:<12}"
+            + "".join(f"{stats[k]['mean']:>11.3f} ± {stats[k]['std']:.3f}" for k in KEYS)
+        )
     args.out.parent.mkdir(parents=True, exist_ok=True)
     args.out.write_text(
         json.dumps(

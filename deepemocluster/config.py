@@ -86,7 +86,7 @@ class ModelConfig:
     head_dim: int = 256
     dropout: float = 0.5
     attributes: list[str] = field(default_factory=lambda: list(ATTRIBUTES))
-    aux_head: str = "cluster"  # cluster | none
+    aux_head: str = "cluster"  # cluster | siamese | none
 
 
 @dataclass
@@ -97,6 +97,38 @@ class ClusterConfig:
     iterations: int = 20
     pca_dim: int = 0  # 0 = no PCA-whitening (the reference); clamped to what the data allows
     l2_normalize: bool = True
+
+
+@dataclass
+class SiameseConfig:
+    """The pairwise head (model.aux_head=siamese) and how its pairs are labelled; docs/siamese.md."""
+
+    loss: str = (
+        "relative"  # relative (relative-distance, our reading of Feng & Chaspari) | contrastive
+    )
+    distance: str = "euclidean"  # euclidean | cosine
+    embed_dim: int = 64  # output of the projection MLP (its hidden width is model.head_dim)
+    margin: float = 1.0  # contrastive loss only
+    weight: float = 1.0  # of the pair loss beside train.ccc_weight × (1 − CCC)
+    pairs_per_batch: int = 64  # half same, half different, drawn from the batch's labelled chunks
+    # "same" pair = same categorical class (class), same bin of one attribute (bin), or class when
+    # the corpus has classes, else bin (auto).
+    pair_label: str = "auto"  # auto | class | bin
+    bin_attribute: str = "arousal"
+    bin_edges: list[float] = field(default_factory=lambda: [3.0, 5.0])  # low < 3 ≤ mid < 5 ≤ high
+
+
+@dataclass
+class TransferConfig:
+    """``python -m deepemocluster.transfer``: pre-train on ``source``, fine-tune on ``data``."""
+
+    source: DataConfig = field(default_factory=lambda: DataConfig(root=""))
+    pretrained_run: str = ""  # "": pre-train now; a run id: reuse its checkpoint; none: random init
+    freeze_blocks: int = 0  # first N encoder blocks frozen; -1 = all but the last, 0 = none
+    shots: int = 5  # labelled target Train utterances per class (all of a smaller class)
+    knn: int = 5  # neighbours in the k-NN vote
+    finetune_epochs: int = 10
+    finetune_lr: float = 5e-4
 
 
 @dataclass
@@ -147,6 +179,8 @@ class Config:
     chunking: ChunkConfig = field(default_factory=ChunkConfig)
     model: ModelConfig = field(default_factory=ModelConfig)
     cluster: ClusterConfig = field(default_factory=ClusterConfig)
+    siamese: SiameseConfig = field(default_factory=SiameseConfig)
+    transfer: TransferConfig = field(default_factory=TransferConfig)
     optim: OptimConfig = field(default_factory=OptimConfig)
     train: TrainConfig = field(default_factory=TrainConfig)
     tracking: TrackingConfig = field(default_factory=TrackingConfig)
@@ -155,7 +189,12 @@ class Config:
 _CHOICES = {
     "data.format": ("demo", "msp_podcast", "csv"),
     "features.kind": ("log_mel", "mel"),
-    "model.aux_head": ("cluster", "none"),
+    "model.aux_head": ("cluster", "siamese", "none"),
+    "siamese.loss": ("relative", "contrastive"),
+    "siamese.distance": ("euclidean", "cosine"),
+    "siamese.pair_label": ("auto", "class", "bin"),
+    "siamese.bin_attribute": ATTRIBUTES,
+    "transfer.source.format": ("demo", "msp_podcast", "csv"),
     "cluster.mode": ("joint", "two_stage"),
     "optim.main.name": ("adam", "sgd"),
     "optim.second.name": ("adam", "sgd", "none"),
@@ -175,6 +214,11 @@ _POSITIVE = (
     "model.head_dim",
     "cluster.k",
     "cluster.iterations",
+    "siamese.embed_dim",
+    "siamese.margin",
+    "siamese.pairs_per_batch",
+    "transfer.shots",
+    "transfer.knn",
     "train.epochs",
     "train.batch_utterances",
     "train.eval_batch_chunks",
@@ -222,7 +266,12 @@ def load_config(
     return cfg
 
 
-_PATH_KEYS = ("data.root", "data.manifest", "features.store", "tracking.runs_dir")
+_DATA_NODES = ("data", "transfer.source")  # corpus descriptions (DataConfig)
+_PATH_KEYS = (
+    *(f"{node}.{key}" for node in _DATA_NODES for key in ("root", "manifest")),
+    "features.store",
+    "tracking.runs_dir",
+)
 
 
 def _anchor_paths(file_cfg: DictConfig, base: Path) -> DictConfig:
@@ -231,9 +280,11 @@ def _anchor_paths(file_cfg: DictConfig, base: Path) -> DictConfig:
         value = OmegaConf.select(file_cfg, key)
         if isinstance(value, str) and value and value != MISSING:
             OmegaConf.update(file_cfg, key, str(resolve_path(value, base)))
-    unlabelled = OmegaConf.select(file_cfg, "data.unlabelled")
-    if unlabelled:
-        file_cfg.data.unlabelled = [str(resolve_path(v, base)) for v in unlabelled]
+    for node in _DATA_NODES:
+        unlabelled = OmegaConf.select(file_cfg, f"{node}.unlabelled")
+        if unlabelled:
+            anchored = [str(resolve_path(v, base)) for v in unlabelled]
+            OmegaConf.update(file_cfg, f"{node}.unlabelled", anchored, merge=False)
     return file_cfg
 
 
@@ -264,6 +315,11 @@ def _validate(cfg: DictConfig) -> None:
         raise ConfigError("config key 'data.manifest': required when data.format=csv")
     if cfg.data.demo.min_seconds <= 0 or cfg.data.demo.max_seconds < cfg.data.demo.min_seconds:
         raise ConfigError("config keys 'data.demo.min_seconds'/'max_seconds': need 0 < min <= max")
+    edges = list(cfg.siamese.bin_edges)
+    if not edges or sorted(set(edges)) != edges:
+        raise ConfigError(f"config key 'siamese.bin_edges': need increasing bin edges, got {edges}")
+    if cfg.transfer.finetune_epochs < 0:
+        raise ConfigError("config key 'transfer.finetune_epochs': must be >= 0")
 
 
 def to_yaml(cfg: DictConfig) -> str:

@@ -13,26 +13,21 @@ from pathlib import Path
 
 import torch
 
-from deepemocluster.checkpoint import load_checkpoint
 from deepemocluster.data.corpus import load_corpus
 from deepemocluster.data.datasets import ChunkDataset
 from deepemocluster.engine import ccc_report, predict_utterances, restore_model
 from deepemocluster.errors import DeepEmoClusterError, ManifestError
-from deepemocluster.tracking import Tracker, download_checkpoint, resolve_uri
+from deepemocluster.predict import load_state
+from deepemocluster.tracking import Tracker, resolve_uri
 
 log = logging.getLogger("deepemocluster")
 
 
 def evaluate(model_ref: str, split: str, tracking_uri: str = "") -> dict[str, float]:
     """CCC report of checkpoint file or run id ``model_ref`` on ``split``."""
-    if Path(model_ref).is_file():
-        state = load_checkpoint(model_ref)
-        cfg, model, scaler = restore_model(state)
-        uri = resolve_uri(tracking_uri or cfg.tracking.uri, cfg.tracking.runs_dir)
-    else:
-        uri = resolve_uri(tracking_uri, "runs")
-        state = load_checkpoint(download_checkpoint(uri, model_ref))
-        cfg, model, scaler = restore_model(state)
+    state = load_state(model_ref, tracking_uri)
+    cfg, model, scaler = restore_model(state)
+    uri = resolve_uri(tracking_uri or cfg.tracking.uri, cfg.tracking.runs_dir)
     torch.set_num_threads(cfg.train.threads)
     corpus = load_corpus(cfg)
     rows = corpus.rows(split, labelled=True)

@@ -10,6 +10,9 @@ import os
 import time
 import urllib.error
 import urllib.request
+import warnings
+from collections.abc import Callable
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -19,8 +22,12 @@ from deepemocluster.errors import TrackingError
 os.environ.setdefault("MLFLOW_HTTP_REQUEST_MAX_RETRIES", "2")
 os.environ.setdefault("MLFLOW_HTTP_REQUEST_BACKOFF_FACTOR", "1")
 os.environ.setdefault("MLFLOW_HTTP_REQUEST_TIMEOUT", "30")
+# Batch logs get one line per event, not progress bars.
+os.environ.setdefault("MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR", "false")
 
 import mlflow  # noqa: E402
+import mlflow.pyfunc  # noqa: E402
+import pandas as pd  # noqa: E402  (mlflow's own dependency; the pyfunc model's data type)
 from mlflow.tracking import MlflowClient  # noqa: E402
 
 _MAX_PARAM_LENGTH = 6000
@@ -122,27 +129,6 @@ class Tracker:
     def log_text(self, text: str, name: str) -> None:
         mlflow.log_text(text, name)
 
-    def log_torch_model(
-        self, model: Any, name: str, input_shape: tuple[int, ...], n_outputs: int
-    ) -> None:
-        """Pickle-format model with a signature whose batch dimension is dynamic (-1)."""
-        import mlflow.pytorch
-        import numpy as np
-        from mlflow.models import ModelSignature
-        from mlflow.types import Schema, TensorSpec
-
-        signature = ModelSignature(
-            inputs=Schema([TensorSpec(np.dtype(np.float32), (-1, *input_shape))]),
-            outputs=Schema([TensorSpec(np.dtype(np.float32), (-1, n_outputs))]),
-        )
-        mlflow.pytorch.log_model(
-            model,
-            name=name,
-            signature=signature,
-            serialization_format="pickle",
-            pip_requirements=[],
-        )
-
     def end(self, status: str = "FINISHED") -> None:
         mlflow.end_run(status=status)
 
@@ -168,3 +154,109 @@ def _artifact_location(uri: str, artifacts_dir: Path, experiment: str) -> str | 
     if uri.startswith(("http://", "https://", "databricks")):
         return None
     return (artifacts_dir / experiment).resolve().as_uri()
+
+
+# --- reading a finished run, writing analysis back, the pyfunc model ----------------------------
+@dataclass(frozen=True)
+class RunRecord:
+    """What analysis needs from a run besides its files: identity and every metric's history."""
+
+    run_id: str
+    name: str
+    status: str
+    tags: dict[str, str]
+    history: dict[str, list[tuple[int, float]]]  # metric key → [(step, value)] in step order
+
+
+def fetch_run(uri: str, run_id: str, timeout_s: float = 10.0) -> RunRecord:
+    check_reachable(uri, timeout_s)
+    client = MlflowClient(uri)
+    try:
+        run = client.get_run(run_id)
+        history = {
+            key: sorted((m.step, m.value) for m in client.get_metric_history(run_id, key))
+            for key in run.data.metrics
+        }
+    except Exception as e:  # unknown run id, store errors
+        raise TrackingError(f"cannot read MLflow run {run_id!r} at {uri}: {e}") from e
+    return RunRecord(run_id, run.info.run_name, run.info.status, dict(run.data.tags), history)
+
+
+def download_artifact(uri: str, run_id: str, path: str, dst: Path, timeout_s: float = 10.0) -> Path:
+    """Local copy of one artifact file or folder of a run, under ``dst``."""
+    check_reachable(uri, timeout_s)
+    try:
+        return Path(
+            mlflow.artifacts.download_artifacts(
+                run_id=run_id, artifact_path=path, tracking_uri=uri, dst_path=str(dst)
+            )
+        )
+    except Exception as e:  # unknown run id, missing artifact, store errors
+        raise TrackingError(f"cannot fetch {path!r} of run {run_id!r} from {uri}: {e}") from e
+
+
+def log_to_run(
+    uri: str,
+    run_id: str,
+    folder: Path,
+    artifact_path: str,
+    metrics: dict[str, float],
+    step: int = 0,
+) -> None:
+    """Add files and metrics to an existing run, finished or still active (client API, so it
+    works from inside a training run as well as from a later command)."""
+    from mlflow.entities import Metric
+
+    client = MlflowClient(uri)
+    now = int(time.time() * 1000)
+    try:
+        client.log_artifacts(run_id, str(folder), artifact_path)
+        client.log_batch(
+            run_id, metrics=[Metric(k, float(v), now, step) for k, v in metrics.items()]
+        )
+    except Exception as e:
+        raise TrackingError(f"cannot log analysis to run {run_id!r} at {uri}: {e}") from e
+
+
+class _PyfuncAdapter(mlflow.pyfunc.PythonModel):
+    """MLflow's pyfunc interface around a plain factory, so that no other module imports mlflow:
+    ``load(artifacts)`` returns the function that maps the input DataFrame to the output one."""
+
+    def __init__(
+        self, load: Callable[[dict[str, str]], Callable[[pd.DataFrame], pd.DataFrame]]
+    ) -> None:
+        self.load = load
+
+    def load_context(self, context) -> None:
+        self.predict_fn = self.load(context.artifacts)
+
+    def predict(self, context, model_input: pd.DataFrame, params=None) -> pd.DataFrame:
+        return self.predict_fn(model_input)
+
+
+def log_pyfunc_model(
+    load: Callable[[dict[str, str]], Callable[[pd.DataFrame], pd.DataFrame]],
+    artifacts: dict[str, Path],
+    inputs: dict[str, str],
+    outputs: dict[str, str],
+    name: str = "model",
+) -> None:
+    """Log a pyfunc model to the active run; ``inputs``/``outputs`` map column names to MLflow
+    types for the signature. ``load`` must be a module-level function of an installed package
+    (it is pickled by reference). No pip requirements: the package's environment serves it."""
+    from mlflow.models import ModelSignature
+    from mlflow.types import ColSpec, Schema
+
+    signature = ModelSignature(
+        inputs=Schema([ColSpec(t, c) for c, t in inputs.items()]),
+        outputs=Schema([ColSpec(t, c) for c, t in outputs.items()]),
+    )
+    with warnings.catch_warnings():  # the signature is given: an input example adds nothing
+        warnings.filterwarnings("ignore", message=".*input example was not provided")
+        mlflow.pyfunc.log_model(
+            name=name,
+            python_model=_PyfuncAdapter(load),
+            artifacts={k: str(v) for k, v in artifacts.items()},
+            signature=signature,
+            pip_requirements=[],
+        )

@@ -32,12 +32,14 @@ from deepemocluster.config import flatten, load_config, resolve_path, to_yaml
 from deepemocluster.data.corpus import Corpus, load_corpus
 from deepemocluster.data.datasets import ChunkBatches, ChunkDataset
 from deepemocluster.data.manifest import UNLABELLED_SPLIT
+from deepemocluster.data.pairs import NO_LABEL, pair_labels, sample_pairs
 from deepemocluster.data.samplers import ShuffledBatchSampler, UniformClusterSampler
 from deepemocluster.engine import LabelScaler, ccc_report, embed_chunks, predict_utterances
 from deepemocluster.errors import ConfigError, DeepEmoClusterError, TrainingError
-from deepemocluster.losses import ccc_loss
+from deepemocluster.losses import ccc_loss, contrastive_loss, relative_distance_loss
 from deepemocluster.metrics import nmi
 from deepemocluster.model import DeepEmoCluster, build_model
+from deepemocluster.model.siamese import pair_distance
 from deepemocluster.tracking import Tracker, resolve_uri
 
 log = logging.getLogger("deepemocluster")
@@ -55,7 +57,8 @@ class Interrupted(DeepEmoClusterError):
 @dataclass
 class Data:
     """What the loop trains and evaluates on. ``train`` holds labelled Train utterances first
-    (z-normalised targets), then unlabelled ones (NaN targets)."""
+    (z-normalised targets), then unlabelled ones (NaN targets). ``pair_labels`` (Siamese head
+    only) says which ``train`` utterances make a "same" pair (−1: none)."""
 
     corpus: Corpus
     train: ChunkDataset
@@ -63,6 +66,7 @@ class Data:
     dev: ChunkDataset
     test: ChunkDataset
     scaler: LabelScaler
+    pair_labels: np.ndarray | None = None
 
     @property
     def labelled_chunks(self) -> np.ndarray:
@@ -113,7 +117,27 @@ def build_data(corpus: Corpus, cfg: DictConfig) -> Data:
         dataset(dev),
         dataset(test),
         scaler,
+        _train_pair_labels(corpus, labelled, len(unlabelled), cfg)
+        if cfg.model.aux_head == "siamese"
+        else None,
     )
+
+
+def _train_pair_labels(
+    corpus: Corpus, labelled: np.ndarray, n_unlabelled: int, cfg: DictConfig
+) -> np.ndarray:
+    """Pair labels of the labelled Train utterances, −1 for the unlabelled ones after them."""
+    s = cfg.siamese
+    labels = pair_labels(
+        [corpus.manifest[r] for r in labelled], s.pair_label, s.bin_attribute, s.bin_edges
+    )
+    counts = np.bincount(labels[labels >= 0])
+    if (counts > 0).sum() < 2 or counts.max() < 2:
+        raise ConfigError(
+            f"siamese.pair_label={s.pair_label}: the labelled Train utterances need ≥ 2 "
+            f"groups and one with ≥ 2 utterances to form pairs, got sizes {counts[counts > 0]}"
+        )
+    return np.concatenate([labels, np.full(n_unlabelled, NO_LABEL, dtype=np.int64)])
 
 
 def make_optimizer(spec: DictConfig, params) -> torch.optim.Optimizer | None:
@@ -284,22 +308,34 @@ class Loop:
 
     def _train(self, batches, labels: np.ndarray | None) -> dict[str, float]:
         """One pass over ``batches`` of chunk ids: cluster cross-entropy on every chunk (when
-        ``labels`` is given) plus weighted (1 − CCC) on the labelled chunks of the batch."""
+        ``labels`` is given) or the Siamese pair loss on pairs of its labelled chunks, plus
+        weighted (1 − CCC) on the labelled chunks of the batch."""
         cfg, model, targets = self.cfg.train, self.model, self.data.train.targets
         model.train()
         optimizers = list(self.optimizers.values()) + (
             [self.top_optimizer] if labels is not None else []
         )
-        sums: dict[str, list[float]] = {"train/loss_ce": [], "train/loss_ccc": []}
+        pair_rng = np.random.default_rng(self._seed("pairs"))
+        sums: dict[str, list[float]] = {
+            "train/loss_ce": [],
+            "train/loss_pair": [],
+            "train/loss_ccc": [],
+        }
         for step, (x, ids) in enumerate(self._loader(batches)):
             if self.stop_signal is not None:
                 raise Interrupted(self.stop_signal)
-            logits, pred = model(x.to(self.device))
+            aux, pred = model(x.to(self.device))
             loss = torch.zeros((), device=self.device)
             if labels is not None:
-                ce = F.cross_entropy(logits, torch.from_numpy(labels[ids.numpy()]).to(self.device))
+                ce = F.cross_entropy(aux, torch.from_numpy(labels[ids.numpy()]).to(self.device))
                 loss = loss + cfg.ce_weight * ce
                 sums["train/loss_ce"].append(ce.item())
+            if (
+                model.siamese is not None
+                and (lp := self._pair_loss(aux, ids, pair_rng)) is not None
+            ):
+                loss = loss + self.cfg.siamese.weight * lp
+                sums["train/loss_pair"].append(lp.item())
             y = targets[ids // self.data.train.n_chunks].to(self.device)
             has_label = ~torch.isnan(y[:, 0])
             if int(has_label.sum()) >= 2:
@@ -319,6 +355,25 @@ class Loop:
                 opt.step()
         return {k: float(np.mean(v)) for k, v in sums.items() if v}
 
+    def _pair_loss(
+        self, z: torch.Tensor, ids: torch.Tensor, rng: np.random.Generator
+    ) -> torch.Tensor | None:
+        """Pair loss over balanced same/different pairs of the batch's labelled chunks (each
+        pair spans two utterances); None when the batch allows no pair of one kind."""
+        s = self.cfg.siamese
+        utterances = ids.numpy() // self.data.train.n_chunks
+        pairs = sample_pairs(
+            self.data.pair_labels[utterances], s.pairs_per_batch, rng, owners=utterances
+        )
+        if pairs is None:
+            return None
+        left, right, same = pairs
+        distance = pair_distance(z[left], z[right], s.distance)
+        same = torch.from_numpy(same).to(self.device)
+        if s.loss == "contrastive":
+            return contrastive_loss(distance, same, s.margin)
+        return relative_distance_loss(distance, same)
+
     def _loader(self, batches) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
         loader = DataLoader(
             ChunkBatches(self.data.train),
@@ -336,7 +391,7 @@ class Loop:
         return (
             self.cfg.train.seed * 100_003
             + (self.epoch + 1) * 17
-            + {"": 0, "joint": 1, "unlabelled": 2, "labelled": 3, "final": 4}[stage]
+            + {"": 0, "joint": 1, "unlabelled": 2, "labelled": 3, "final": 4, "pairs": 5}[stage]
         )
 
     @property
@@ -354,8 +409,11 @@ class Loop:
 
 
 # --- the run -----------------------------------------------------------------------------------
-def run(cfg: DictConfig, config_name: str = "default") -> dict[str, float]:
-    """Train, evaluate and track one run; returns the final test metrics."""
+def run(
+    cfg: DictConfig, config_name: str = "default", parent_run_id: str | None = None
+) -> dict[str, float]:
+    """Train, evaluate and track one run (an MLflow child of ``parent_run_id`` when given, e.g.
+    the pre-training of a transfer run); returns the final test metrics."""
     torch.set_num_threads(cfg.train.threads)
     clustering.set_threads(cfg.train.threads)
     device = _device(cfg.train.device)
@@ -371,7 +429,7 @@ def run(cfg: DictConfig, config_name: str = "default") -> dict[str, float]:
         runs_dir / "artifacts",
         cfg.tracking.connect_timeout_s,
     )
-    run_id = tracker.start(run_name, run_id=_saved_run_id(run_dir))
+    run_id = tracker.start(run_name, run_id=_saved_run_id(run_dir), parent_run_id=parent_run_id)
     (run_dir / "run.json").write_text(json.dumps({"run_id": run_id, "run_name": run_name}))
     log.info("run %s (MLflow run %s, store %s)", run_name, run_id, tracker.uri)
     tracker.log_params(flatten(cfg))
@@ -464,31 +522,19 @@ def _train_and_test(
         tracker.log_artifact(run_dir / "assignments" / "final.npz", "assignments")
     tracker.log_artifact(run_dir / BEST, "checkpoints")
     tracker.log_artifact(run_dir / "utterances.txt", "assignments")
-    tracker.log_torch_model(
-        UtterancePredictor(loop.model, data.scaler).eval(),
-        "model",
-        (cfg.chunking.n_chunks, cfg.chunking.frames, corpus.packed.frames.shape[1]),
-        len(cfg.model.attributes),
-    )
+    # imported here: plotting and the report are needed only once, at the very end
+    from deepemocluster import pyfunc
+    from deepemocluster.analyze import analyze
+
+    pyfunc.log_model(run_dir / BEST, list(cfg.model.attributes))
+    if loop.clusters:
+        try:  # the report is a by-product: it must not turn a finished training into a failure
+            analyze(run_id, tracking_uri=tracker.uri, corpus=corpus)
+        except Exception:
+            log.exception("analysis failed; retry: python -m deepemocluster.analyze %s", run_id)
     tracker.log_artifact(run_dir / "train.log")
     log.info("done: best epoch %d, %s", loop.best_epoch, _format(test))
     return test
-
-
-class UtterancePredictor(torch.nn.Module):
-    """What the logged MLflow model computes: normalised chunks (B, C, frames, n_mels) → A/V/D
-    on the 1–7 scale, the mean of each utterance's chunk predictions."""
-
-    def __init__(self, model: DeepEmoCluster, scaler: LabelScaler) -> None:
-        super().__init__()
-        self.model = model
-        self.register_buffer("mean", torch.as_tensor(scaler.mean, dtype=torch.float32))
-        self.register_buffer("std", torch.as_tensor(scaler.std, dtype=torch.float32))
-
-    def forward(self, chunks: torch.Tensor) -> torch.Tensor:
-        b, c = chunks.shape[:2]
-        z = self.model(chunks.flatten(0, 1))[1].view(b, c, -1).mean(1)
-        return z * self.std + self.mean
 
 
 def _prepare_run_dir(cfg: DictConfig, run_dir: Path) -> dict | None:

@@ -77,3 +77,131 @@ def test_features_benchmark_quick(tmp_path):
     assert target["workers"] == 2 and target["min_ratio"] == 0.7
     assert target["ratio"] == result["end_to_end"]["2"]["ratio_to_raw"]
     assert target["met"] is (target["ratio"] >= target["min_ratio"])
+
+
+def _run_quick(script: str, out: Path, *extra: str) -> tuple[str, dict]:
+    proc = subprocess.run(
+        [sys.executable, str(BENCHMARKS / script), "--quick", "--out", str(out), *extra],
+        capture_output=True,
+        text=True,
+        timeout=600,
+    )
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    return proc.stdout, json.loads(out.read_text())
+
+
+def _machine_ok(machine: dict) -> None:
+    assert machine["cpu_count"] >= 1
+    assert isinstance(machine["torch"], str) and machine["torch"]
+    for key in ("loadavg_before", "loadavg_after"):
+        assert len(machine[key]) == 3 and all(v >= 0 for v in machine[key])
+
+
+@pytest.mark.slow
+def test_train_throughput_benchmark_quick(tmp_path):
+    stdout, result = _run_quick("train_throughput.py", tmp_path / "train.json")
+    assert "chunks/s" in stdout
+    assert result["benchmark"] == "train_throughput" and result["mode"] == "quick"
+    _machine_ok(result["machine"])
+
+    t = result["throughput"]
+    assert set(t["rates"]) == {
+        "train/default",
+        "train/channels_last",
+        "infer/default",
+        "infer/channels_last",
+    }
+    for rate in t["rates"].values():
+        assert _positive_finite(rate["chunks_per_s"]) and rate["seconds"]
+    assert set(t["channels_last_speedup"]) == {"train", "infer"}
+    check = t["channels_last_check"]
+    # the measured facts about memory formats, not timings: the model conversion reaches every
+    # convolution; converting only the 1-channel input reaches none and changes no stride
+    assert check["model_cl/input_as_is"] == {"convs_channels_last": 7, "convs": 7}
+    assert check["model_default/input_cl"]["convs_channels_last"] == 0
+    assert check["explicit_input_conversion_changes_strides"] is False
+
+    flops = t["flops"]
+    assert flops["train_flop_per_chunk"] > 2 * flops["forward_flop_per_chunk"]
+    counter = flops["flop_counter"]
+    for key in ("forward_flop_per_chunk", "train_flop_per_chunk"):
+        # the analytic count leaves out BatchNorm/ReLU only: within 10 % of torch's own count
+        assert abs(flops[key] / counter[key] - 1) < 0.1, key
+    for peak in t["peak_flops"].values():
+        assert _positive_finite(peak["gflop_per_s"])
+    for u in t["utilisation"].values():
+        assert _positive_finite(u["fraction_of_matmul"])
+
+    assert set(result["epoch"]) == {"joint", "two_stage"}
+    for mode, e in result["epoch"].items():
+        parts = e["parts_s"]
+        assert set(parts) == {
+            "data_loading",
+            "embedding_forward",
+            "kmeans",
+            "training_steps",
+            "dev_forward",
+            "other",
+        }
+        assert all(math.isfinite(v) and v >= 0 for v in parts.values())
+        assert math.isclose(sum(e["shares"].values()), 1.0, rel_tol=1e-6)
+        assert e["batches_run"] == e["batches_full"] > 0 and not e["extrapolated"]
+        passes = 2 if mode == "two_stage" else 1  # two_stage embeds everything once per stage
+        assert e["embedded_per_training_chunk"] == passes
+    for policy in ("default", "PASSIVE"):
+        rates = result["wait_policy"][policy]
+        assert set(rates) == {f"{k}_{n}_threads" for k in ("train", "infer") for n in (1, 2)}
+        assert all(_positive_finite(v) for v in rates.values())
+
+
+@pytest.mark.slow
+def test_clustering_benchmark_quick(tmp_path):
+    stdout, result = _run_quick("clustering.py", tmp_path / "clustering.json")
+    assert "sk/faiss" in stdout
+    assert result["benchmark"] == "clustering" and result["mode"] == "quick"
+    _machine_ok(result["machine"])
+    assert result["machine"]["faiss-cpu"] and result["machine"]["scikit-learn"]
+    grid = result["grid"]
+    assert len(result["cells"]) == len(grid["sizes"]) * len(grid["ks"])
+    for cell in result["cells"]:
+        assert cell["d"] == 256
+        assert set(cell["best_s"]) == {"ours", "ours_1_thread", "faiss", "sklearn"}
+        for key in ("sklearn_over_faiss", "sklearn_over_faiss_per_iteration", "sklearn_over_ours"):
+            assert _positive_finite(cell[key]), key
+        for run in cell["runs"]["faiss"] + cell["runs"]["sklearn"]:
+            assert 1 <= run["iterations"] <= result["iterations"]
+        # same start, same algorithm: both libraries reach the same objective
+        assert abs(cell["inertia_faiss_over_sklearn"] - 1) < 0.01
+    probe = result["wait_policy"]
+    for policy in ("default", "PASSIVE"):
+        assert all(_positive_finite(v) for v in probe[policy]["best_s"].values())
+
+
+@pytest.mark.slow
+def test_scale_benchmark_quick(tmp_path):
+    png = tmp_path / "scale.png"
+    stdout, result = _run_quick(
+        "scale.py", tmp_path / "scale.json", "--plot", str(png), "--workdir", str(tmp_path)
+    )
+    assert "maxrss" in stdout
+    assert result["benchmark"] == "scale" and result["mode"] == "quick"
+    _machine_ok(result["machine"])
+    sizes = result["setup"]["sizes"]
+    assert [r["utterances"] for r in result["sizes"]] == sizes and len(sizes) >= 2
+    for row in result["sizes"]:
+        assert row["training_chunks"] > 0 and _positive_finite(row["store_gib"])
+        assert _positive_finite(row["epoch_s"]) and row["extrapolated"]
+        assert row["batches_run"] == result["setup"]["training_steps_run"] < row["batches_full"]
+        memory = row["memory_mib"]
+        for key in ("ru_maxrss", "peak_anon", "peak_file", "embedding_matrix"):
+            assert _positive_finite(memory[key]), key
+        assert memory["ru_maxrss"] >= memory["peak_anon"]
+    probes = result["sizes"][-1]["read_probe"]
+    assert [p["method"] for p in probes] == ["mmap", "preadv"]
+    assert probes[0]["chunks"] == probes[1]["chunks"] == result["sizes"][-1]["training_chunks"]
+    verdicts = result["verdicts"]
+    assert len(verdicts["epoch_s_per_1k_utterances"]) == len(sizes)
+    for key in ("rss_growth_below_20pct", "time_linear_within_20pct"):
+        assert isinstance(verdicts[key], bool)
+    assert png.stat().st_size > 1000 and png.read_bytes()[:4] == b"\x89PNG"
+    assert not any(tmp_path.glob("bench-scale-*"))  # stores are deleted

@@ -1,0 +1,356 @@
+"""Scale: one epoch's time and peak memory against corpus size, on synthetic feature stores.
+
+For each size, a packed feature store (the ``PackedFeatures`` layout, float32, 64 mels, utterances
+of 1.5-11 s around 4 s) is written straight to disk, then a fresh process runs one real
+``Loop.run_epoch`` over it (joint clustering, a small encoder) and reports:
+
+- the epoch's seconds by part, with the embedding pass, k-means and the Development pass run in
+  full and the training pass cut to ``--steps`` batches and extrapolated to the full epoch
+  (flagged ``extrapolated`` in the JSON);
+- peak memory over the epoch: ``ru_maxrss`` (what a job scheduler sees; it counts resident pages
+  of the memory-mapped store too), and the peaks of anonymous and file-backed RSS sampled from
+  /proc/self/status, beside the size of the embedding matrix that k-means needs.
+
+A read probe then reads every training chunk of the largest store in fresh processes, once through
+the memory map (``ChunkDataset.chunk_batch``) and once with ``os.preadv`` into the batch buffer (a
+candidate, not library code), to separate the store's page cache from the process's own memory.
+The store is deleted after each size. Verdicts: peak RSS grows < 20 % from the smallest to the
+largest size; epoch time per utterance stays within +-20 % (linear).
+
+    python benchmarks/scale.py [--quick] [--sizes 10000 30000 100000] [--steps S]
+                               [--workdir /tmp] [--plot docs/img/perf_scale.png] [--out ...]
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import shutil
+import sys
+import tempfile
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import torch
+from _common import (
+    RESULTS_DIR,
+    RssSampler,
+    load_average,
+    machine_info,
+    open_synthetic_corpus,
+    peak_rss_mib,
+    rss_now_mib,
+    run_child,
+    synthetic_store_bytes,
+    write_results,
+    write_synthetic_store,
+)
+from train_throughput import QUICK, bench_config, profile_epoch, set_threads
+
+from deepemocluster.data.datasets import ChunkDataset
+from deepemocluster.train import Loop, build_data
+
+RESULTS = RESULTS_DIR / "scale.json"
+PLOT = Path(__file__).resolve().parents[1] / "docs" / "img" / "perf_scale.png"
+MAX_RSS_GROWTH, MAX_TIME_DEVIATION = 0.20, 0.20
+
+
+@dataclass(frozen=True)
+class Setup:
+    sizes: tuple[int, ...]
+    n_mels: int
+    overrides: tuple[str, ...]
+    steps: int  # training batches run per epoch (the rest extrapolated)
+
+
+SMALL_ENCODER = (
+    "model.channels=[4,4,8,8,8,8,8]",
+    "chunking.n_chunks=5",
+    "cluster.k=10",
+    "train.batch_utterances=32",
+)
+FULL = Setup((10_000, 30_000, 100_000), 64, SMALL_ENCODER, 20)
+QUICK_SETUP = Setup((200, 600), 32, QUICK.overrides, 3)
+
+
+# --------------------------------------------------------------------------------------------
+# In the child process
+
+
+def epoch_child(folder: Path, n: int, setup: Setup) -> dict:
+    """One profiled epoch over the store in ``folder``, with this process's memory readings."""
+    set_threads()
+    rss_start = rss_now_mib()
+    cfg = bench_config(setup.overrides)
+    data = build_data(open_synthetic_corpus(folder, n, setup.n_mels), cfg)
+    loop = Loop(cfg, data, torch.device("cpu"), folder / "run")
+    _warm_up(loop)
+    rss_ready = rss_now_mib()
+    with RssSampler() as sampler:
+        profile = profile_epoch(loop, setup.steps)
+    embedding_mib = data.train.n_total_chunks * cfg.model.head_dim * 4 / 2**20
+    return {
+        "utterances": n,
+        "training_chunks": data.train.n_total_chunks,
+        "dev_chunks": data.dev.n_total_chunks,
+        **profile,
+        "memory_mib": {
+            "ru_maxrss": peak_rss_mib(),
+            "peak_anon": sampler.peak.get("RssAnon"),
+            "peak_file": sampler.peak.get("RssFile"),
+            "start": rss_start,
+            "ready": rss_ready,
+            "embedding_matrix": embedding_mib,
+        },
+    }
+
+
+def _warm_up(loop: Loop) -> None:
+    """One forward/backward outside the timers (first-call allocations, oneDNN primitives)."""
+    x, _ = loop.data.train.chunk_batch(np.arange(min(64, loop.data.train.n_total_chunks)))
+    loop.model.train()
+    aux, pred = loop.model(x)
+    (aux.sum() + pred.sum()).backward()
+    loop.model.zero_grad(set_to_none=True)
+
+
+def read_child(folder: Path, n: int, setup: Setup, method: str) -> dict:
+    """Read every training chunk once, in batches, through the memory map or with preadv."""
+    cfg = bench_config(setup.overrides)
+    ds = build_data(open_synthetic_corpus(folder, n, setup.n_mels), cfg).train
+    batch = cfg.train.eval_batch_chunks
+    with RssSampler() as sampler, open(folder / "packed.npy", "rb") as f:
+        began = time.perf_counter()
+        for start in range(0, ds.n_total_chunks, batch):
+            ids = np.arange(start, min(start + batch, ds.n_total_chunks))
+            if method == "mmap":
+                ds.chunk_batch(ids)
+            else:
+                preadv_chunks(ds, f.fileno(), ids)
+        seconds = time.perf_counter() - began
+    return {
+        "method": method,
+        "chunks": ds.n_total_chunks,
+        "seconds": seconds,
+        "chunks_per_s": ds.n_total_chunks / seconds,
+        "ru_maxrss_mib": peak_rss_mib(),
+        "peak_anon_mib": sampler.peak.get("RssAnon"),
+        "peak_file_mib": sampler.peak.get("RssFile"),
+    }
+
+
+def preadv_chunks(ds: ChunkDataset, fd: int, ids: np.ndarray) -> np.ndarray:
+    """``ChunkDataset._read`` with ``os.preadv`` straight into the batch buffer instead of slicing
+    the memory map: the store's pages stay in the page cache, outside this process's RSS."""
+    n_mels = ds.packed.frames.shape[1]
+    header, row_bytes = ds.packed.frames.offset, n_mels * 4
+    utt, c = np.divmod(ids, ds.n_chunks)
+    out = np.zeros((len(ids), ds.frames, n_mels), dtype=np.float32)
+    for j, (u, start) in enumerate(zip(utt, ds.starts[utt, c], strict=True)):
+        first, end = ds.packed.offsets[ds.rows[u]] + start, ds.packed.offsets[ds.rows[u] + 1]
+        rows = min(ds.frames, end - first)
+        os.preadv(fd, [memoryview(out[j, :rows]).cast("B")], header + first * row_bytes)
+    out -= ds.mean
+    out /= ds.std
+    np.nan_to_num(out, copy=False, nan=0.0, posinf=ds.clip, neginf=-ds.clip)
+    np.clip(out, -ds.clip, ds.clip, out=out)
+    return out
+
+
+# --------------------------------------------------------------------------------------------
+# In the parent
+
+
+def measure_size(n: int, setup: Setup, workdir: Path, flags: list[str], read_probe: bool) -> dict:
+    """Write the store for ``n`` utterances, profile an epoch (and the reads) in fresh
+    processes (given the parent's ``flags``), delete the store."""
+    need = synthetic_store_bytes(n, setup.n_mels)
+    free = shutil.disk_usage(workdir).free
+    if free < need + 2 * 2**30:
+        raise RuntimeError(f"{n} utterances need {need / 2**30:.1f} GiB; {free / 2**30:.1f} free")
+    folder = workdir / f"store-{n}"
+    try:
+        began = time.perf_counter()
+        write_synthetic_store(folder, n, setup.n_mels)
+        written = time.perf_counter() - began
+        args = [str(folder), str(n), *flags]
+        result = run_child(Path(__file__), ["--epoch-child", *args])
+        if read_probe:
+            result["read_probe"] = [
+                run_child(Path(__file__), ["--read-child", method, *args])
+                for method in ("mmap", "preadv")
+            ]
+    finally:
+        shutil.rmtree(folder, ignore_errors=True)
+    return {"store_gib": need / 2**30, "store_write_s": written, **result}
+
+
+def verdicts(rows: list[dict]) -> dict:
+    small, large = rows[0], rows[-1]
+
+    def growth(key: str) -> float:
+        return large["memory_mib"][key] / small["memory_mib"][key] - 1
+
+    per_utt = [r["epoch_s"] / r["utterances"] for r in rows]
+    deviation = max(abs(v / per_utt[0] - 1) for v in per_utt)
+    return {
+        "from": small["utterances"],
+        "to": large["utterances"],
+        "ru_maxrss_growth": growth("ru_maxrss"),
+        "peak_anon_growth": growth("peak_anon"),
+        "rss_growth_below_20pct": bool(growth("ru_maxrss") < MAX_RSS_GROWTH),
+        "anon_growth_below_20pct": bool(growth("peak_anon") < MAX_RSS_GROWTH),
+        "epoch_s_per_1k_utterances": [1000 * v for v in per_utt],
+        "max_time_per_utterance_deviation": deviation,
+        "time_linear_within_20pct": bool(deviation <= MAX_TIME_DEVIATION),
+    }
+
+
+def plot(rows: list[dict], path: Path) -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    n = np.array([r["utterances"] for r in rows]) / 1000
+    fig, (ax_t, ax_m) = plt.subplots(1, 2, figsize=(8, 3), dpi=100)
+    parts = list(rows[0]["parts_s"])
+    bottom = np.zeros(len(rows))
+    for part in parts:
+        values = np.array([r["parts_s"][part] for r in rows]) / 60
+        ax_t.bar(n, values, bottom=bottom, width=n * 0.35, label=part.replace("_", " "))
+        bottom += values
+    ax_t.plot(n, n / n[0] * bottom[0], "k--", lw=1, label="linear")
+    ax_t.set(xscale="log", yscale="log", xlabel="utterances (thousands)", ylabel="epoch, min")
+    ax_t.legend(fontsize=6, loc="upper left")
+    for key, label in (
+        ("ru_maxrss", "ru_maxrss"),
+        ("peak_anon", "anonymous"),
+        ("peak_file", "file-backed"),
+    ):
+        ax_m.plot(n, [r["memory_mib"][key] / 1024 for r in rows], "o-", label=label)
+    ax_m.plot(
+        n,
+        [r["memory_mib"]["embedding_matrix"] / 1024 for r in rows],
+        "k:",
+        label="N x d embeddings",
+    )
+    ax_m.set(xscale="log", xlabel="utterances (thousands)", ylabel="peak RSS, GiB")
+    ax_m.legend(fontsize=6)
+    for ax in (ax_t, ax_m):
+        ax.set_xticks(n, [f"{v:g}" for v in n])
+    fig.tight_layout()
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fig.savefig(path)
+    plt.close(fig)
+
+
+def run(setup: Setup, workdir: Path, flags: list[str]) -> dict:
+    load_before = load_average()
+    began = time.perf_counter()
+    rows = []
+    for i, n in enumerate(sorted(setup.sizes)):
+        last = i == len(setup.sizes) - 1
+        rows.append(measure_size(n, setup, workdir, flags, read_probe=last))
+        print_row(rows[-1], flush=True)
+    return {
+        "benchmark": "scale",
+        "setup": {
+            "sizes": sorted(setup.sizes),
+            "n_mels": setup.n_mels,
+            "config_overrides": list(setup.overrides),
+            "training_steps_run": setup.steps,
+            "threads": 2,
+        },
+        "sizes": rows,
+        "verdicts": verdicts(rows),
+        "wall_s": time.perf_counter() - began,
+        "machine": {
+            **machine_info(("torch", "numpy", "faiss-cpu")),
+            "loadavg_before": load_before,
+            "loadavg_after": load_average(),
+        },
+    }
+
+
+HEADER = (
+    f"{'utts':>7}{'chunks':>8}{'store GiB':>10}{'epoch s':>9}{'embed':>7}{'kmeans':>7}"
+    f"{'train*':>7}{'read':>7}{'maxrss MiB':>11}{'anon':>7}{'file':>7}{'emb MiB':>8}"
+)
+
+
+def print_row(r: dict, flush: bool = False) -> None:
+    p, m = r["parts_s"], r["memory_mib"]
+    print(
+        f"{r['utterances']:7d}{r['training_chunks']:8d}{r['store_gib']:10.2f}{r['epoch_s']:9.1f}"
+        f"{p['embedding_forward']:7.1f}{p['kmeans']:7.1f}{p['training_steps']:7.1f}"
+        f"{p['data_loading']:7.1f}{m['ru_maxrss']:11.0f}{m['peak_anon']:7.0f}{m['peak_file']:7.0f}"
+        f"{m['embedding_matrix']:8.0f}",
+        flush=flush,
+    )
+
+
+def print_summary(r: dict) -> None:
+    v = r["verdicts"]
+    print("* training steps extrapolated from the batches run; times in seconds")
+    for probe in r["sizes"][-1].get("read_probe", []):
+        print(
+            f"read all chunks via {probe['method']:6}: {probe['chunks_per_s']:8.0f} chunks/s, "
+            f"ru_maxrss {probe['ru_maxrss_mib']:.0f} MiB (anon {probe['peak_anon_mib']:.0f}, "
+            f"file {probe['peak_file_mib']:.0f})"
+        )
+    print(
+        f"{v['from']} -> {v['to']} utterances: ru_maxrss {v['ru_maxrss_growth']:+.0%}, "
+        f"anonymous {v['peak_anon_growth']:+.0%} (< 20 %: "
+        f"{'yes' if v['rss_growth_below_20pct'] else 'no'}/"
+        f"{'yes' if v['anon_growth_below_20pct'] else 'no'}); epoch s per 1k utterances "
+        + ", ".join(f"{x:.1f}" for x in v["epoch_s_per_1k_utterances"])
+        + f" (linear within 20 %: {'yes' if v['time_linear_within_20pct'] else 'no'})"
+    )
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--quick", action="store_true", help="two tiny stores, seconds")
+    parser.add_argument("--sizes", type=int, nargs="+", default=None, help="utterances per store")
+    parser.add_argument("--steps", type=int, default=None, help="training batches run per epoch")
+    parser.add_argument("--workdir", type=Path, default=None, help="where stores are written")
+    parser.add_argument("--plot", type=Path, default=None, help=f"PNG (full default: {PLOT})")
+    parser.add_argument("--out", type=Path, default=RESULTS, help="JSON results file")
+    parser.add_argument("--epoch-child", nargs=2, help=argparse.SUPPRESS)
+    parser.add_argument("--read-child", nargs=3, help=argparse.SUPPRESS)
+    args = parser.parse_args(argv)
+    base = QUICK_SETUP if args.quick else FULL
+    setup = Setup(
+        tuple(args.sizes or base.sizes), base.n_mels, base.overrides, args.steps or base.steps
+    )
+    if args.epoch_child or args.read_child:
+        if args.epoch_child:
+            folder, n = args.epoch_child
+            out = epoch_child(Path(folder), int(n), setup)
+        else:
+            method, folder, n = args.read_child
+            out = read_child(Path(folder), int(n), setup, method)
+        print(json.dumps(out))
+        return 0
+    flags = [*(["--quick"] if args.quick else []), "--steps", str(setup.steps)]
+    print(HEADER)
+    with tempfile.TemporaryDirectory(prefix="bench-scale-", dir=args.workdir) as workdir:
+        result = run(setup, Path(workdir), flags)
+    result["mode"] = "quick" if args.quick else "full"
+    result["command"] = " ".join([Path(sys.argv[0]).name, *(argv or sys.argv[1:])])
+    print_summary(result)
+    plot_path = args.plot or (None if args.quick else PLOT)
+    if plot_path is not None:
+        plot(result["sizes"], plot_path)
+        result["plot"] = str(plot_path)
+        print(f"wrote {plot_path}")
+    write_results(result, args.out)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,215 @@
+"""``python -m deepemocluster.predict --model RUN_ID|CHECKPOINT PATH... --out preds.csv``.
+
+Per audio file: arousal/valence/dominance on the 1–7 scale, the cluster of the run's final
+clustering (majority vote of the file's chunks) with the mean distance of the voting chunks to its
+centroid, and the duration. Files are processed a small batch at a time and each batch's rows are
+written at once, so thousands of files need no more memory than one batch; a file that cannot be
+used gets its reason in the ``error`` column and the batch goes on.
+"""
+
+from __future__ import annotations
+
+import argparse
+import csv
+import logging
+import os
+import sys
+from collections.abc import Iterable, Iterator, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import torch
+from omegaconf import DictConfig
+
+from deepemocluster.checkpoint import load_checkpoint
+from deepemocluster.clustering import Projection, assign
+from deepemocluster.data.audio import AUDIO_SUFFIXES
+from deepemocluster.data.datasets import ChunkDataset
+from deepemocluster.data.features import FeatureSettings, PackedFeatures
+from deepemocluster.engine import LabelScaler, embed_chunks, predict_utterances, restore_model
+from deepemocluster.errors import AudioError, CheckpointError, DeepEmoClusterError
+from deepemocluster.model import DeepEmoCluster
+from deepemocluster.stats import utterance_clusters
+from deepemocluster.tracking import download_checkpoint, resolve_uri
+
+log = logging.getLogger("deepemocluster")
+BATCH_FILES = 32
+_CPU = torch.device("cpu")
+
+
+@dataclass(frozen=True)
+class Predictor:
+    """A trained model with what it needs to go from features to ratings and clusters: the
+    run's config, the Train feature statistics and (when the run clustered) its final clustering."""
+
+    cfg: DictConfig
+    model: DeepEmoCluster
+    scaler: LabelScaler
+    feature_mean: np.ndarray
+    feature_std: np.ndarray
+    projection: Projection | None
+    centroids: np.ndarray | None
+
+    @classmethod
+    def from_checkpoint(cls, state: dict) -> Predictor:
+        cfg, model, scaler = restore_model(state)
+        clustering = state.get("clustering")
+        projection = centroids = None
+        if clustering is not None:
+            matrix, bias = clustering["projection_matrix"], clustering["projection_bias"]
+            projection = Projection(
+                None if matrix is None else matrix.numpy(),
+                None if bias is None else bias.numpy(),
+                bool(clustering["l2_normalize"]),
+            )
+            centroids = clustering["centroids"].numpy()
+        mean, std = state["feature_mean"].numpy(), state["feature_std"].numpy()
+        return cls(cfg, model, scaler, mean, std, projection, centroids)
+
+    @property
+    def attributes(self) -> list[str]:
+        return list(self.cfg.model.attributes)
+
+    @property
+    def columns(self) -> list[str]:
+        return output_columns(self.attributes)
+
+    def dataset(self, packed: PackedFeatures, rows: np.ndarray) -> ChunkDataset:
+        """Utterances ``rows`` of ``packed``, chunked and normalised exactly as in training."""
+        c = self.cfg.chunking
+        return ChunkDataset(
+            packed, rows, self.feature_mean, self.feature_std, c.n_chunks, c.frames, c.clip
+        )
+
+    def ratings(self, ds: ChunkDataset) -> np.ndarray:
+        """(n, n_attributes) predictions on the 1–7 scale."""
+        batch = self.cfg.train.eval_batch_chunks
+        return self.scaler.restore(predict_utterances(self.model, ds, batch, _CPU))
+
+    def clusters(self, ds: ChunkDataset) -> tuple[np.ndarray, np.ndarray]:
+        """(n,) cluster of each utterance (majority vote of its chunks) and the mean distance of
+        the voting chunks to that centroid, in the final clustering's projected space."""
+        if self.centroids is None:
+            raise CheckpointError("the checkpoint has no clustering (trained without clusters)")
+        emb = embed_chunks(self.model, ds, self.cfg.train.eval_batch_chunks, _CPU)
+        ids, dist = assign(self.projection(emb), self.centroids)
+        shape = (len(ds), ds.n_chunks)
+        return utterance_clusters(ids.reshape(shape), dist.reshape(shape))
+
+    def predict(
+        self, paths: Iterable[str | Path], batch_files: int = BATCH_FILES
+    ) -> Iterator[dict]:
+        """One output row per path, in order, ``batch_files`` files in memory at a time."""
+        batch: list[str] = []
+        for path in paths:
+            batch.append(str(path))
+            if len(batch) == batch_files:
+                yield from self._predict_batch(batch)
+                batch = []
+        if batch:
+            yield from self._predict_batch(batch)
+
+    def _predict_batch(self, paths: list[str]) -> list[dict]:
+        rows = [dict.fromkeys(self.columns) | {"path": p, "error": ""} for p in paths]
+        settings = FeatureSettings.from_config(self.cfg.features)
+        features = []
+        for row in rows:
+            try:
+                features.append((row, settings.compute(row["path"])))
+            except AudioError as e:
+                row["error"] = e.reason
+        if not features:
+            return rows
+        # the batch as an in-memory packed store: the same chunking and normalisation as training
+        offsets = np.cumsum([0] + [len(f) for _, f in features], dtype=np.int64)
+        packed = PackedFeatures("predict", np.concatenate([f for _, f in features]), offsets)
+        ds = self.dataset(packed, np.arange(len(features)))
+        ratings = self.ratings(ds)
+        clusters, distances = self.clusters(ds) if self.centroids is not None else (None, None)
+        hop_s = settings.hop_length / settings.sample_rate
+        for i, (row, feats) in enumerate(features):
+            # librosa centres frames: n frames cover (n − 1) to n hops; report the midpoint
+            row["duration_s"] = round((len(feats) - 0.5) * hop_s, 3)
+            row |= {a: float(ratings[i, j]) for j, a in enumerate(self.attributes)}
+            if clusters is not None:
+                row["cluster"], row["cluster_distance"] = int(clusters[i]), float(distances[i])
+        return rows
+
+
+def output_columns(attributes: list[str]) -> list[str]:
+    return ["path", "duration_s", *attributes, "cluster", "cluster_distance", "error"]
+
+
+def load_state(model_ref: str, tracking_uri: str = "") -> dict:
+    """Checkpoint dict from a checkpoint file, or the best checkpoint of MLflow run ``model_ref``
+    (anything that looks like a path is a file: a typo then says "not found", not "no such run")."""
+    path = Path(model_ref)
+    if path.is_file() or path.suffix or len(path.parts) > 1:
+        return load_checkpoint(path)
+    return load_checkpoint(download_checkpoint(resolve_uri(tracking_uri, "runs"), model_ref))
+
+
+def audio_files(paths: Sequence[str | Path]) -> Iterator[Path]:
+    """Files as given (any suffix: a wrong one is reported per file), folders recursively
+    (audio suffixes only, sorted), lazily so a huge tree starts producing rows at once."""
+    for path in map(Path, paths):
+        if not path.is_dir():
+            yield path
+            continue
+        for folder, dirs, files in os.walk(path):
+            dirs.sort()
+            for name in sorted(files):
+                if name.lower().endswith(AUDIO_SUFFIXES):
+                    yield Path(folder) / name
+
+
+def write_csv(rows: Iterable[dict], columns: list[str], out: Path) -> tuple[int, int]:
+    """Stream rows to ``out`` (flushed per row); returns (rows written, rows with an error)."""
+    n = failed = 0
+    with out.open("w", newline="") as f:
+        writer = csv.DictWriter(f, columns)
+        writer.writeheader()
+        for row in rows:
+            writer.writerow({k: _cell(v) for k, v in row.items()})
+            f.flush()
+            n, failed = n + 1, failed + bool(row["error"])
+    return n, failed
+
+
+def _cell(value: object) -> object:
+    return f"{value:.4f}" if isinstance(value, float) else ("" if value is None else value)
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(
+        prog="python -m deepemocluster.predict", description=__doc__.split("\n")[0]
+    )
+    parser.add_argument("--model", required=True, help="MLflow run id, or a checkpoint file")
+    parser.add_argument("paths", nargs="+", help="audio files and/or folders (recursive)")
+    parser.add_argument("--out", required=True, type=Path, help="CSV file to write")
+    parser.add_argument("--batch-files", type=int, default=BATCH_FILES)
+    parser.add_argument(
+        "--tracking-uri", default="", help="default: MLFLOW_TRACKING_URI, else runs/mlflow.db"
+    )
+    args = parser.parse_args(argv)
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(message)s")
+    try:
+        predictor = Predictor.from_checkpoint(load_state(args.model, args.tracking_uri))
+        rows = predictor.predict(audio_files(args.paths), max(1, args.batch_files))
+        n, failed = write_csv(rows, predictor.columns, args.out)
+    except DeepEmoClusterError as e:
+        log.error("%s", e)
+        return 1
+    except OSError as e:
+        log.error("cannot write %s: %s", args.out, e)
+        return 1
+    log.info("%d files, %d failed (see the error column): %s", n, failed, args.out)
+    if n == failed:
+        log.error("no file could be predicted")
+        return 1
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,263 @@
+"""``python -m deepemocluster.transfer [--config FILE] [key=value ...]``: source → target transfer.
+
+Pre-train the network with the Siamese head on a source corpus (``transfer.source``; a complete
+``deepemocluster.train`` run), then fine-tune it on ``transfer.shots`` labelled Train utterances
+per class of the target corpus (``data``) with the first ``transfer.freeze_blocks`` encoder blocks
+frozen, and score the target test split in embedding space (prototype and k-NN accuracy and
+macro-F1) and, when the regressor is trained, by A/V/D CCC. MLflow: one parent run with nested
+``<name>-pretrain`` and ``<name>-finetune`` runs; ``transfer.pretrained_run=<run id>`` reuses the
+checkpoint of any earlier Siamese run instead of pre-training again.
+"""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import sys
+import time
+from dataclasses import replace
+from pathlib import Path
+
+import numpy as np
+import torch
+from omegaconf import DictConfig, OmegaConf
+
+from deepemocluster.checkpoint import load_checkpoint, save_checkpoint
+from deepemocluster.config import flatten, load_config, resolve_path, to_yaml
+from deepemocluster.data.corpus import Corpus, load_corpus
+from deepemocluster.data.datasets import ChunkDataset
+from deepemocluster.data.manifest import UNLABELLED_SPLIT
+from deepemocluster.data.pairs import pair_labels
+from deepemocluster.engine import ccc_report, predict_utterances
+from deepemocluster.errors import ConfigError, DeepEmoClusterError
+from deepemocluster.fewshot import embed_utterances, score_embeddings
+from deepemocluster.tracking import Tracker, download_checkpoint, resolve_uri
+from deepemocluster.train import BEST, Data, Interrupted, Loop, _device, build_data, run
+
+log = logging.getLogger("deepemocluster")
+FINETUNED = "checkpoint_finetuned.pt"
+# Settings a pre-trained checkpoint must share with the fine-tuning config to be loadable.
+_ARCHITECTURE = ("model.", "chunking.", "siamese.embed_dim", "features.")
+_NOT_ARCHITECTURE = ("features.store", "features.workers")
+
+
+def run_transfer(cfg: DictConfig, config_name: str = "siamese_transfer") -> dict[str, float]:
+    """Pre-train (or reuse), fine-tune and score; returns the target test metrics."""
+    if cfg.model.aux_head != "siamese":
+        raise ConfigError("transfer needs model.aux_head=siamese (it scores the Siamese embedding)")
+    torch.set_num_threads(cfg.train.threads)
+    runs_dir = resolve_path(cfg.tracking.runs_dir)
+    name = cfg.tracking.run_name or f"{config_name}-{time.strftime('%Y%m%d-%H%M%S')}"
+    run_dir = runs_dir / name
+    if run_dir.exists():
+        raise ConfigError(f"run folder {run_dir} exists: choose another tracking.run_name")
+    run_dir.mkdir(parents=True)
+    (run_dir / "config.yaml").write_text(to_yaml(cfg))
+
+    tracker = _tracker(cfg)
+    parent_id = tracker.start(name)
+    tracker.log_params(flatten(cfg))
+    tracker.log_artifact(run_dir / "config.yaml")
+    try:
+        init_state, source_run = _pretrained_state(cfg, name, parent_id)
+        tracker.set_tags({"pretrained_run": source_run})
+        metrics = _finetune(cfg, init_state, f"{name}-finetune", parent_id)
+        tracker.log_metrics(metrics)
+    except Interrupted:
+        tracker.end("KILLED")
+        raise
+    except BaseException:
+        tracker.end("FAILED")
+        raise
+    tracker.end("FINISHED")
+    log.info("transfer %s done: %s", name, metrics)
+    return metrics
+
+
+def source_config(cfg: DictConfig, run_name: str) -> DictConfig:
+    """The pre-training config: ``cfg`` with the source corpus as its ``data``."""
+    if not cfg.transfer.source.root:
+        raise ConfigError("transfer.source.root: the source corpus to pre-train on is not set")
+    container = OmegaConf.to_container(cfg, resolve=True)
+    container["data"] = container["transfer"]["source"]
+    container["tracking"]["run_name"] = run_name
+    return load_config(text=OmegaConf.to_yaml(container))
+
+
+def few_shot(corpus: Corpus, cfg: DictConfig) -> Corpus:
+    """Keep ``transfer.shots`` labelled Train utterances per class (all of a smaller class),
+    drawn with ``train.seed``; the others join the Unlabelled split, so no label of theirs is
+    read in training (their audio still counts in the feature statistics)."""
+    train = corpus.rows(cfg.data.splits.train, labelled=True)
+    labels = _pair_labels(corpus, train, cfg)
+    rng = np.random.default_rng(cfg.train.seed)
+    keep = {
+        int(row)
+        for label in np.unique(labels[labels >= 0])
+        for row in rng.permutation(train[labels == label])[: cfg.transfer.shots]
+    }
+    hidden = set(train.tolist()) - keep
+    manifest = tuple(
+        replace(u, split=UNLABELLED_SPLIT) if i in hidden else u
+        for i, u in enumerate(corpus.manifest)
+    )
+    return replace(corpus, manifest=manifest)
+
+
+def frozen_block_count(freeze_blocks: int, n_blocks: int) -> int:
+    """``transfer.freeze_blocks`` as a count: N ≥ 0 is N, −j is all but the last j blocks."""
+    n = freeze_blocks if freeze_blocks >= 0 else n_blocks + freeze_blocks
+    if not 0 <= n <= n_blocks:
+        raise ConfigError(
+            f"transfer.freeze_blocks={freeze_blocks}: the encoder has {n_blocks} blocks"
+        )
+    return n
+
+
+def _pretrained_state(cfg: DictConfig, name: str, parent_id: str) -> tuple[dict | None, str]:
+    """(checkpoint to start fine-tuning from, or None for a random start; its run id)."""
+    ref = cfg.transfer.pretrained_run
+    if ref == "none":
+        return None, "none"
+    if ref:
+        uri = resolve_uri(cfg.tracking.uri, resolve_path(cfg.tracking.runs_dir))
+        state = load_checkpoint(download_checkpoint(uri, ref, cfg.tracking.connect_timeout_s))
+        _check_architecture(cfg, load_config(text=state["config_yaml"]), ref)
+        return state, ref
+    state = pretrain(cfg, f"{name}-pretrain", parent_id)
+    return state, state["run_id"]
+
+
+def pretrain(cfg: DictConfig, run_name: str, parent_run_id: str | None = None) -> dict:
+    """Train on the source corpus (a complete training run, tracked under ``run_name``); returns
+    its best checkpoint, whose ``run_id`` later transfers can pass as ``transfer.pretrained_run``."""
+    source = source_config(cfg, run_name)
+    run(source, "pretrain", parent_run_id=parent_run_id)
+    return load_checkpoint(resolve_path(source.tracking.runs_dir) / run_name / BEST)
+
+
+def _check_architecture(cfg: DictConfig, pretrained: DictConfig, ref: str) -> None:
+    ours, theirs = flatten(cfg), flatten(pretrained)
+    differ = sorted(
+        k
+        for k in ours.keys() | theirs.keys()
+        if k.startswith(_ARCHITECTURE)
+        and k not in _NOT_ARCHITECTURE
+        and ours.get(k) != theirs.get(k)
+    )
+    if differ or pretrained.model.aux_head != "siamese":
+        raise ConfigError(
+            f"transfer.pretrained_run={ref}: not a Siamese model of this shape "
+            f"(differs in {', '.join(differ) or 'model.aux_head'})"
+        )
+
+
+def _finetune(cfg: DictConfig, init_state: dict | None, name: str, parent_id: str) -> dict:
+    """Fine-tune on the few-shot target Train set for ``transfer.finetune_epochs`` epochs (no
+    model selection: a labelled development set larger than the training set would not be
+    few-shot) and score the final weights on the target test split."""
+    ft_cfg = load_config(
+        text=to_yaml(cfg),
+        overrides=[f"optim.main.lr={cfg.transfer.finetune_lr}", f"tracking.run_name={name}"],
+    )
+    corpus = few_shot(load_corpus(ft_cfg), ft_cfg)
+    data = build_data(corpus, ft_cfg)
+    run_dir = resolve_path(cfg.tracking.runs_dir) / name
+    run_dir.mkdir(parents=True)
+    tracker = _tracker(cfg)
+    run_id = tracker.start(name, parent_run_id=parent_id)
+    try:
+        tracker.log_params(flatten(ft_cfg))
+        tracker.set_tags({"data_fingerprint": corpus.fingerprint, "run_dir": str(run_dir)})
+        loop = Loop(ft_cfg, data, _device(cfg.train.device), run_dir)
+        if init_state is not None:
+            loop.model.load_state_dict(init_state["model"])
+        n_blocks = len(loop.model.encoder.blocks)
+        loop.model.freeze_encoder_blocks(frozen_block_count(cfg.transfer.freeze_blocks, n_blocks))
+        while loop.epoch < cfg.transfer.finetune_epochs:
+            metrics = loop.run_epoch()
+            loop.epoch += 1
+            tracker.log_metrics(metrics, step=loop.epoch)
+        save_checkpoint(loop.state(run_id), run_dir / FINETUNED)
+        tracker.log_artifact(run_dir / FINETUNED, "checkpoints")
+        test = {f"test/{k}": v for k, v in target_scores(loop, ft_cfg).items()}
+        test["support_utterances"] = float(data.n_labelled)
+        tracker.log_metrics(test)
+    except BaseException:
+        tracker.end("FAILED")
+        raise
+    tracker.end("FINISHED")
+    return test
+
+
+def target_scores(loop: Loop, cfg: DictConfig) -> dict[str, float]:
+    """Prototype / k-NN accuracy and macro-F1 on the test split with the labelled Train
+    utterances as support, plus A/V/D CCC when the regressor is trained (``train.ccc_weight``)."""
+    data: Data = loop.data
+    model, device, batch = loop.model, loop.device, cfg.train.eval_batch_chunks
+    support_rows = data.train.rows[: data.n_labelled]
+    query_labels = _pair_labels(data.corpus, data.test.rows, cfg)
+    scored = np.flatnonzero(query_labels >= 0)
+    query = embed_utterances(model, data.test, batch, device)[torch.from_numpy(scored)]
+    report = score_embeddings(
+        embed_utterances(model, _utterances(data, support_rows, cfg), batch, device),
+        data.pair_labels[: data.n_labelled],
+        query,
+        query_labels[scored],
+        cfg.siamese.distance,
+        cfg.transfer.knn,
+    )
+    if cfg.train.ccc_weight > 0:
+        predicted = data.scaler.restore(predict_utterances(model, data.test, batch, device))
+        attributes = list(cfg.model.attributes)
+        ratings = data.corpus.ratings(data.test.rows, attributes)
+        report.update(ccc_report(ratings, predicted, attributes))
+    return report
+
+
+def _utterances(data: Data, rows: np.ndarray, cfg: DictConfig) -> ChunkDataset:
+    c, corpus = cfg.chunking, data.corpus
+    return ChunkDataset(corpus.packed, rows, corpus.mean, corpus.std, c.n_chunks, c.frames, c.clip)
+
+
+def _pair_labels(corpus: Corpus, rows: np.ndarray, cfg: DictConfig) -> np.ndarray:
+    s = cfg.siamese
+    return pair_labels(
+        [corpus.manifest[r] for r in rows], s.pair_label, s.bin_attribute, s.bin_edges
+    )
+
+
+def _tracker(cfg: DictConfig) -> Tracker:
+    runs_dir = resolve_path(cfg.tracking.runs_dir)
+    return Tracker(
+        resolve_uri(cfg.tracking.uri, runs_dir),
+        cfg.tracking.experiment,
+        runs_dir / "artifacts",
+        cfg.tracking.connect_timeout_s,
+    )
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(
+        prog="python -m deepemocluster.transfer", description=__doc__.split("\n")[0]
+    )
+    parser.add_argument("--config", default="configs/siamese_transfer.yaml", help="YAML file")
+    parser.add_argument("overrides", nargs="*", help="key.sub=value config overrides")
+    args = parser.parse_args(argv)
+    logging.basicConfig(
+        level=logging.INFO, format="%(asctime)s %(levelname)s %(message)s", stream=sys.stderr
+    )
+    try:
+        cfg = load_config(args.config, args.overrides)
+        run_transfer(cfg, Path(args.config).stem)
+    except Interrupted as e:
+        log.error("%s", e)
+        return 128 + e.signum
+    except DeepEmoClusterError as e:
+        log.error("%s", e)
+        return 1
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
