@@ -35,7 +35,7 @@ def main() -> None:
     parser.add_argument("overrides", nargs="*")
     args = parser.parse_args()
 
-    runs = []
+    runs: list[dict] = []
     with tempfile.TemporaryDirectory() as runs_dir:
         for seed in args.seeds:
             for enabled in (True, False):
@@ -52,48 +52,43 @@ def main() -> None:
                 )
                 start = time.perf_counter()
                 test = run(cfg, "low_label")
-                runs.append(
-                    {
-                        "cluster": enabled,
-                        "seed": seed,
-                        "seconds": time.perf_counter() - start,
-                        **test,
-                    }
-                )
-
-    summary = {}
-    for enabled in (True, False):
-        name = "cluster" if enabled else "supervised"
-        rows = [r for r in runs if r["cluster"] == enabled]
-        summary[name] = {
-            k: {
-                "mean": float(np.mean([r[k] for r in rows])),
-                "std": float(np.std([r[k] for r in rows])),
-            }
-            for k in KEYS
-        }
+                seconds = time.perf_counter() - start
+                runs.append({"cluster": enabled, "seed": seed, "seconds": seconds, **test})
+                write(args, runs)  # after every run: a long experiment keeps what it finished
     print(f"label fraction {args.fraction}, seeds {args.seeds}: Test1 CCC mean ± std")
     print(f"{'setting':<12}" + "".join(f"{k.split('_')[-1]:>18}" for k in KEYS))
-    for name, stats in summary.items():
-        print(
-            f"{name:<12}"
-            + "".join(f"{stats[k]['mean']:>11.3f} ± {stats[k]['std']:.3f}" for k in KEYS)
-        )
-    args.out.parent.mkdir(parents=True, exist_ok=True)
-    args.out.write_text(
-        json.dumps(
-            {
-                "label_fraction": args.fraction,
-                "seeds": args.seeds,
-                "overrides": args.overrides,
-                "machine": {"python": platform.python_version(), "processor": platform.machine()},
-                "summary": summary,
-                "runs": runs,
-            },
-            indent=2,
-        )
-    )
+    for name, stats in summarise(runs).items():
+        cells = "".join(f"{stats[k]['mean']:>11.3f} ± {stats[k]['std']:.3f}" for k in KEYS)
+        print(f"{name:<12}{cells}")
     print(f"wrote {args.out}")
+
+
+def summarise(runs: list[dict]) -> dict:
+    summary = {}
+    for enabled, name in ((True, "cluster"), (False, "supervised")):
+        rows = [r for r in runs if r["cluster"] == enabled]
+        if rows:
+            summary[name] = {
+                k: {
+                    "mean": float(np.mean([r[k] for r in rows])),
+                    "std": float(np.std([r[k] for r in rows])),
+                }
+                for k in KEYS
+            }
+    return summary
+
+
+def write(args: argparse.Namespace, runs: list[dict]) -> None:
+    args.out.parent.mkdir(parents=True, exist_ok=True)
+    report = {
+        "label_fraction": args.fraction,
+        "seeds": args.seeds,
+        "overrides": args.overrides,
+        "machine": {"python": platform.python_version(), "processor": platform.machine()},
+        "summary": summarise(runs),
+        "runs": runs,
+    }
+    args.out.write_text(json.dumps(report, indent=2))
 
 
 if __name__ == "__main__":

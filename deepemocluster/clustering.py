@@ -13,6 +13,8 @@ import faiss
 import numpy as np
 import torch  # noqa: F401  (torch before faiss: then one OpenMP runtime serves both)
 
+from deepemocluster.faults import failpoint
+
 
 @dataclass(frozen=True)
 class Projection:
@@ -81,6 +83,7 @@ def cluster(
     pca_dim: int = 0,
     l2_normalize: bool = True,
 ) -> Clustering:
+    failpoint("cluster")
     projection = fit_projection(embeddings, pca_dim, l2_normalize)
     assignments, centroids = run_kmeans(projection(embeddings), k, iterations, seed)
     return Clustering(assignments, centroids, projection)

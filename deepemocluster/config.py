@@ -216,7 +216,6 @@ _POSITIVE = (
     "cluster.iterations",
     "siamese.embed_dim",
     "siamese.margin",
-    "siamese.pairs_per_batch",
     "transfer.shots",
     "transfer.knn",
     "train.epochs",
@@ -318,6 +317,10 @@ def _validate(cfg: DictConfig) -> None:
     edges = list(cfg.siamese.bin_edges)
     if not edges or sorted(set(edges)) != edges:
         raise ConfigError(f"config key 'siamese.bin_edges': need increasing bin edges, got {edges}")
+    if cfg.siamese.pairs_per_batch < 2:
+        raise ConfigError(
+            "config key 'siamese.pairs_per_batch': need ≥ 2 (one same, one different)"
+        )
     if cfg.transfer.finetune_epochs < 0:
         raise ConfigError("config key 'transfer.finetune_epochs': must be >= 0")
 

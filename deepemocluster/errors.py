@@ -23,7 +23,16 @@ class AudioError(DeepEmoClusterError):
 
 
 class TooManyBadFilesError(DeepEmoClusterError):
-    """More audio files were skipped than ``data.max_skip_ratio`` allows."""
+    """More audio files were skipped than ``data.max_skip_ratio`` allows; ``skipped`` lists them
+    as (path, reason)."""
+
+    def __init__(self, message: str, skipped: list[tuple[str, str]] | None = None) -> None:
+        self.skipped = list(skipped or [])
+        super().__init__(message)
+
+
+class FeatureError(DeepEmoClusterError):
+    """Feature extraction as a whole cannot go on (a worker process died, say)."""
 
 
 class CheckpointError(DeepEmoClusterError):

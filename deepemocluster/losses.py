@@ -24,18 +24,18 @@ def contrastive_loss(distance: torch.Tensor, same: torch.Tensor, margin: float) 
 
 
 def relative_distance_loss(
-    distance: torch.Tensor, same: torch.Tensor, eps: float = 1e-8
+    d_same: torch.Tensor, d_diff: torch.Tensor, eps: float = 1e-8
 ) -> torch.Tensor:
-    """Our reading of Feng & Chaspari's (2020) modified distance loss: only the *relative* gap
-    between same-class and different-class pairs counts,
+    """Our reading of Feng & Chaspari's (2020) modified distance loss: only the *relative*
+    distance of a same-class pair and a different-class pair counts,
 
-        L = d̄_same / max(d̄_same + d̄_diff, eps)   ∈ [0, 1],
+        L = mean_i  d⁺_i / max(d⁺_i + d⁻_i, eps)   ∈ [0, 1],
 
-    with d̄ the mean distance over the batch's pairs of each kind. No margin to tune; scaling every
-    embedding by s > 0 leaves L unchanged, so the loss cannot be lowered by inflating (or
-    collapsing) the space, only by reordering it. Needs at least one pair of each kind."""
-    same = same.bool()
-    if not same.any() or same.all():
-        raise ValueError("relative_distance_loss needs at least one same and one different pair")
-    d_same, d_diff = distance[same].mean(), distance[~same].mean()
-    return d_same / torch.clamp(d_same + d_diff, min=eps)
+    over the batch's i-th same pair (d⁺, ``d_same``) and i-th different pair (d⁻, ``d_diff``),
+    which the balanced sampler draws in equal numbers. No margin to tune; scaling all embeddings
+    by s > 0 leaves L unchanged. Each comparison is bounded on its own, so pushing a few pairs
+    far apart buys at most their own terms (a ratio of batch *means* can be driven down by a
+    few far-flung embeddings while the rest stay mixed: docs/siamese.md)."""
+    if d_same.shape != d_diff.shape or d_same.numel() == 0:
+        raise ValueError("relative_distance_loss needs as many same pairs as different pairs")
+    return (d_same / torch.clamp(d_same + d_diff, min=eps)).mean()

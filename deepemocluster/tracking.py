@@ -11,12 +11,14 @@ import time
 import urllib.error
 import urllib.request
 import warnings
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 from deepemocluster.errors import TrackingError
+from deepemocluster.faults import failpoint
 
 # Fail within seconds on a dead server instead of retrying for minutes (set before mlflow import).
 os.environ.setdefault("MLFLOW_HTTP_REQUEST_MAX_RETRIES", "2")
@@ -103,7 +105,7 @@ class Tracker:
                 tags=tags,
                 nested=parent_run_id is not None,
             )
-        except mlflow.exceptions.MlflowException as e:
+        except Exception as e:  # MlflowException, or a connection error of a remote store
             raise TrackingError(
                 f"cannot open MLflow run {run_id or run_name!r} at {self.uri}: {e}"
             ) from e
@@ -112,28 +114,50 @@ class Tracker:
 
     def log_params(self, params: dict[str, Any]) -> None:
         """Log params not yet on the run (a resumed run keeps its original params)."""
-        existing = self.client.get_run(self.run_id).data.params
-        new = {k: str(v)[:_MAX_PARAM_LENGTH] for k, v in params.items() if k not in existing}
-        if new:
-            mlflow.log_params(new)
+        with self._call("log params"):
+            existing = self.client.get_run(self.run_id).data.params
+            new = {k: str(v)[:_MAX_PARAM_LENGTH] for k, v in params.items() if k not in existing}
+            if new:
+                mlflow.log_params(new)
 
     def set_tags(self, tags: dict[str, str]) -> None:
-        mlflow.set_tags(tags)
+        with self._call("set tags"):
+            mlflow.set_tags(tags)
 
     def log_metrics(self, metrics: dict[str, float], step: int | None = None) -> None:
-        mlflow.log_metrics({k: float(v) for k, v in metrics.items()}, step=step)
+        failpoint("mlflow_log")
+        with self._call("log metrics" if step is None else f"log the metrics of step {step}"):
+            mlflow.log_metrics({k: float(v) for k, v in metrics.items()}, step=step)
 
     def log_artifact(self, path: str | Path, subdir: str | None = None) -> None:
-        mlflow.log_artifact(str(path), artifact_path=subdir)
+        with self._call(f"log artifact {Path(path).name}"):
+            mlflow.log_artifact(str(path), artifact_path=subdir)
 
     def log_text(self, text: str, name: str) -> None:
-        mlflow.log_text(text, name)
+        with self._call(f"log {name}"):
+            mlflow.log_text(text, name)
 
     def end(self, status: str = "FINISHED") -> None:
-        mlflow.end_run(status=status)
+        """Close the run with ``status``; the run is no longer active here even when the store
+        refuses the update (TrackingError)."""
+        with self._call(f"mark the run {status}"):
+            mlflow.end_run(status=status)
 
     def history(self, key: str) -> list[tuple[int, float]]:
-        return [(m.step, m.value) for m in self.client.get_metric_history(self.run_id, key)]
+        with self._call(f"read the history of {key}"):
+            return [(m.step, m.value) for m in self.client.get_metric_history(self.run_id, key)]
+
+    @contextmanager
+    def _call(self, what: str) -> Iterator[None]:
+        """mlflow raises many types for an unreachable or refusing store: one TrackingError."""
+        try:
+            yield
+        except Exception as e:
+            detail = str(e).strip().splitlines()
+            raise TrackingError(
+                f"MLflow store {self.uri}, run {self.run_id}: cannot {what} "
+                f"({type(e).__name__}: {detail[0][:300] if detail else ''})"
+            ) from e
 
 
 def download_checkpoint(uri: str, run_id: str, timeout_s: float = 10.0) -> Path:
@@ -253,10 +277,13 @@ def log_pyfunc_model(
     )
     with warnings.catch_warnings():  # the signature is given: an input example adds nothing
         warnings.filterwarnings("ignore", message=".*input example was not provided")
-        mlflow.pyfunc.log_model(
-            name=name,
-            python_model=_PyfuncAdapter(load),
-            artifacts={k: str(v) for k, v in artifacts.items()},
-            signature=signature,
-            pip_requirements=[],
-        )
+        try:
+            mlflow.pyfunc.log_model(
+                name=name,
+                python_model=_PyfuncAdapter(load),
+                artifacts={k: str(v) for k, v in artifacts.items()},
+                signature=signature,
+                pip_requirements=[],
+            )
+        except Exception as e:  # store unreachable or refusing the upload
+            raise TrackingError(f"cannot log the model {name!r}: {e}") from e

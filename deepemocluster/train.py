@@ -11,9 +11,11 @@ import argparse
 import csv
 import json
 import logging
+import os
 import signal
 import subprocess
 import sys
+import threading
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -35,7 +37,15 @@ from deepemocluster.data.manifest import UNLABELLED_SPLIT
 from deepemocluster.data.pairs import NO_LABEL, pair_labels, sample_pairs
 from deepemocluster.data.samplers import ShuffledBatchSampler, UniformClusterSampler
 from deepemocluster.engine import LabelScaler, ccc_report, embed_chunks, predict_utterances
-from deepemocluster.errors import ConfigError, DeepEmoClusterError, TrainingError
+from deepemocluster.errors import (
+    CheckpointError,
+    ConfigError,
+    DeepEmoClusterError,
+    ManifestError,
+    TooManyBadFilesError,
+    TrackingError,
+    TrainingError,
+)
 from deepemocluster.losses import ccc_loss, contrastive_loss, relative_distance_loss
 from deepemocluster.metrics import nmi
 from deepemocluster.model import DeepEmoCluster, build_model
@@ -84,6 +94,8 @@ def build_data(corpus: Corpus, cfg: DictConfig) -> Data:
         [i for i, u in enumerate(corpus.manifest) if u.split == UNLABELLED_SPLIT or not u.labelled],
         dtype=np.int64,
     )
+    if len(labelled) == 0:
+        raise ManifestError(f"no labelled utterance of split {splits.train!r} has usable audio")
     scaler = LabelScaler.fit(corpus.ratings(labelled, attrs))
     targets = np.concatenate(
         [
@@ -104,6 +116,12 @@ def build_data(corpus: Corpus, cfg: DictConfig) -> Data:
             raise ConfigError(
                 f"data.splits.{name}: need ≥ 2 labelled utterances, found {len(rows)}"
             )
+    longest = int(corpus.packed.lengths[labelled].max())
+    if cfg.chunking.frames > longest:
+        raise ConfigError(
+            f"chunking.frames={cfg.chunking.frames} is longer than the longest labelled "
+            f"{splits.train} utterance ({longest} frames): every chunk would be mostly padding"
+        )
     if cfg.cluster.enabled and cfg.model.aux_head == "cluster":
         n_chunks = (len(labelled) + len(unlabelled)) * cfg.chunking.n_chunks
         if cfg.cluster.k > n_chunks:
@@ -215,7 +233,9 @@ class Loop:
         metrics: dict[str, float] = {}
         t0 = time.perf_counter()
         if not self.clusters:
-            batches = ShuffledBatchSampler(data.labelled_chunks, self._batch_chunks, self._seed())
+            batches = ShuffledBatchSampler(
+                data.labelled_chunks, self._batch_chunks, self._seed(), data.train.n_total_chunks
+            )
             metrics.update(self._train(batches, labels=None))
         elif cfg.cluster.mode == "joint":
             everything = np.arange(data.train.n_total_chunks)
@@ -372,7 +392,7 @@ class Loop:
         same = torch.from_numpy(same).to(self.device)
         if s.loss == "contrastive":
             return contrastive_loss(distance, same, s.margin)
-        return relative_distance_loss(distance, same)
+        return relative_distance_loss(distance[same], distance[~same])
 
     def _loader(self, batches) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
         loader = DataLoader(
@@ -420,32 +440,41 @@ def run(
     runs_dir = resolve_path(cfg.tracking.runs_dir)
     run_name = cfg.tracking.run_name or f"{config_name}-{time.strftime('%Y%m%d-%H%M%S')}"
     run_dir = runs_dir / run_name
-    resume_state = _prepare_run_dir(cfg, run_dir)
-    _log_to_file(run_dir / "train.log")
-
-    tracker = Tracker(
-        resolve_uri(cfg.tracking.uri, runs_dir),
-        cfg.tracking.experiment,
-        runs_dir / "artifacts",
-        cfg.tracking.connect_timeout_s,
-    )
-    run_id = tracker.start(run_name, run_id=_saved_run_id(run_dir), parent_run_id=parent_run_id)
-    (run_dir / "run.json").write_text(json.dumps({"run_id": run_id, "run_name": run_name}))
-    log.info("run %s (MLflow run %s, store %s)", run_name, run_id, tracker.uri)
-    tracker.log_params(flatten(cfg))
-
-    try:
-        test = _train_and_test(cfg, run_dir, run_id, tracker, device, resume_state)
-    except Interrupted:
-        tracker.end("KILLED")
-        log.error(
-            "to resume: the same command with train.resume=true tracking.run_name=%s", run_name
+    with _stop_on_signals() as stop:
+        # The store first: an unreachable server leaves no run folder behind, so the very same
+        # command works once the server is up.
+        runs_dir.mkdir(parents=True, exist_ok=True)
+        tracker = Tracker(
+            resolve_uri(cfg.tracking.uri, runs_dir),
+            cfg.tracking.experiment,
+            runs_dir / "artifacts",
+            cfg.tracking.connect_timeout_s,
         )
-        raise
-    except BaseException:
-        tracker.end("FAILED")
-        raise
-    tracker.end("FINISHED")
+        resume_state = _prepare_run_dir(cfg, run_dir)
+        _log_to_file(run_dir / "train.log")
+        run_id = tracker.start(run_name, run_id=_saved_run_id(run_dir), parent_run_id=parent_run_id)
+        resume_hint = f"train.resume=true tracking.run_name={run_name}"
+        try:
+            _write_atomic(
+                run_dir / "run.json", json.dumps({"run_id": run_id, "run_name": run_name})
+            )
+            log.info("run %s (MLflow run %s, store %s)", run_name, run_id, tracker.uri)
+            tracker.log_params(flatten(cfg))
+            test = _train_and_test(cfg, run_dir, run_id, tracker, device, resume_state, stop)
+            tracker.end("FINISHED")
+        except Interrupted:
+            _end_quietly(tracker, "KILLED")
+            log.error("to resume: the same command with %s", resume_hint)
+            raise
+        except TrackingError as e:
+            _end_quietly(tracker, "FAILED")
+            raise TrackingError(
+                f"{e}\nThe checkpoints in {run_dir} are intact ({_progress(run_dir)}); once the "
+                f"tracking store is reachable again, resume with the same command plus {resume_hint}"
+            ) from e
+        except BaseException:
+            _end_quietly(tracker, "FAILED")
+            raise
     return test
 
 
@@ -456,8 +485,20 @@ def _train_and_test(
     tracker: Tracker,
     device: torch.device,
     resume_state: dict | None,
+    stop: _stop_on_signals | None = None,
 ) -> dict[str, float]:
-    corpus = load_corpus(cfg)
+    stop = stop or _stop_on_signals()
+    try:
+        corpus = load_corpus(cfg)
+    except TooManyBadFilesError as e:  # the list is what the user needs to fix the data
+        _write_skipped(run_dir / "skipped.csv", e.skipped)
+        try:
+            tracker.log_artifact(run_dir / "skipped.csv")
+        except TrackingError as te:
+            log.warning("%s", te)
+        raise TooManyBadFilesError(
+            f"{e}; all listed in {run_dir / 'skipped.csv'}", e.skipped
+        ) from e
     data = build_data(corpus, cfg)
     _write_skipped(run_dir / "skipped.csv", corpus.skipped)
     tracker.set_tags(
@@ -485,8 +526,10 @@ def _train_and_test(
     if resume_state is not None:
         loop.restore(resume_state)
         log.info("resumed after epoch %d", loop.epoch)
-    with _stop_on_signals(loop):
+    stop.loop = loop  # in the loop a signal sets a flag, checked between steps and epochs
+    try:
         while loop.epoch < cfg.train.epochs and not _patience_exhausted(loop, cfg):
+            stop.check()
             metrics = loop.run_epoch()
             loop.epoch += 1
             score = metrics["dev/ccc_mean"]
@@ -495,13 +538,18 @@ def _train_and_test(
                 save_checkpoint(loop.state(run_id), run_dir / BEST)
             else:
                 loop.bad_epochs += 1
-            save_checkpoint(loop.state(run_id), run_dir / LAST)
+            # Logged before checkpoint_last: when logging fails, resume repeats (and logs) this
+            # epoch with identical numbers instead of losing its metrics.
             tracker.log_metrics(metrics, step=loop.epoch)
             if loop.clusters:
                 tracker.log_artifact(
                     run_dir / "assignments" / f"epoch_{loop.epoch:03d}.npz", "assignments"
                 )
+            save_checkpoint(loop.state(run_id), run_dir / LAST)
             log.info("epoch %d/%d  %s", loop.epoch, cfg.train.epochs, _format(metrics))
+    finally:
+        stop.loop = None
+    stop.check()
 
     best = load_checkpoint(run_dir / BEST)
     loop.model.load_state_dict(best["model"])
@@ -530,6 +578,8 @@ def _train_and_test(
     if loop.clusters:
         try:  # the report is a by-product: it must not turn a finished training into a failure
             analyze(run_id, tracking_uri=tracker.uri, corpus=corpus)
+        except Interrupted:
+            raise
         except Exception:
             log.exception("analysis failed; retry: python -m deepemocluster.analyze %s", run_id)
     tracker.log_artifact(run_dir / "train.log")
@@ -557,7 +607,9 @@ def _prepare_run_dir(cfg: DictConfig, run_dir: Path) -> dict | None:
                 f"resume with a changed config is refused (params are immutable): {', '.join(changed)}"
             )
     run_dir.mkdir(parents=True, exist_ok=True)
-    saved_cfg.write_text(to_yaml(cfg))
+    for stale in run_dir.glob(".*.tmp"):  # half-written by a killed process, never read
+        stale.unlink(missing_ok=True)
+    _write_atomic(saved_cfg, to_yaml(cfg))
     return load_checkpoint(last) if cfg.train.resume and last.exists() else None
 
 
@@ -571,20 +623,62 @@ def _patience_exhausted(loop: Loop, cfg: DictConfig) -> bool:
 
 
 class _stop_on_signals:
-    """SIGINT/SIGTERM set a flag the loop checks between steps (no half-written state)."""
+    """SIGINT/SIGTERM during the whole run. The first one inside the epoch loop (``loop`` set)
+    sets a flag that the loop checks between steps and epochs, so an epoch in flight ends at a
+    step boundary; any other raises Interrupted at once. Either way nothing half-written is ever
+    read back: checkpoints, feature entries and run files are written to a temporary name and
+    renamed. Installed only in the main thread (Python delivers signals there)."""
 
-    def __init__(self, loop: Loop) -> None:
-        self.loop = loop
+    def __init__(self) -> None:
+        self.loop: Loop | None = None
+        self.signum: int | None = None
+        self.previous: dict = {}
 
-    def __enter__(self) -> None:
-        self.previous = {s: signal.signal(s, self._handle) for s in (signal.SIGINT, signal.SIGTERM)}
+    def __enter__(self) -> _stop_on_signals:
+        if threading.current_thread() is threading.main_thread():
+            self.previous = {
+                s: signal.signal(s, self._handle) for s in (signal.SIGINT, signal.SIGTERM)
+            }
+        return self
 
     def _handle(self, signum: int, frame) -> None:
-        self.loop.stop_signal = signum
+        first = self.signum is None
+        self.signum = signum
+        if first and self.loop is not None:
+            self.loop.stop_signal = signum
+            return
+        raise Interrupted(signum)
+
+    def check(self) -> None:
+        if self.signum is not None:
+            raise Interrupted(self.signum)
 
     def __exit__(self, *exc) -> None:
         for s, handler in self.previous.items():
             signal.signal(s, handler)
+
+
+def _end_quietly(tracker: Tracker, status: str) -> None:
+    """Close the MLflow run after a failure without masking that failure (the store may be the
+    thing that is gone)."""
+    try:
+        tracker.end(status)
+    except TrackingError as e:
+        log.warning("%s", e)
+
+
+def _progress(run_dir: Path) -> str:
+    """How far the checkpoints in ``run_dir`` go, for error messages."""
+    try:
+        return f"last finished epoch {load_checkpoint(run_dir / LAST)['epoch']}"
+    except (CheckpointError, KeyError):
+        return "no epoch finished yet"
+
+
+def _write_atomic(path: Path, text: str) -> None:
+    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+    tmp.write_text(text)
+    os.replace(tmp, path)
 
 
 def _device(name: str) -> torch.device:
@@ -621,9 +715,18 @@ def _format(metrics: dict[str, float]) -> str:
 
 
 def _log_to_file(path: Path) -> None:
+    """The package's INFO log also goes to the run folder (replacing a previous run's file when
+    several runs share one process, e.g. an experiment script)."""
+    package = logging.getLogger("deepemocluster")
+    for old in [h for h in package.handlers if getattr(h, "run_log", False)]:
+        package.removeHandler(old)
+        old.close()
     handler = logging.FileHandler(path)
+    handler.run_log = True
     handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(message)s"))
-    logging.getLogger().addHandler(handler)
+    package.addHandler(handler)
+    if package.getEffectiveLevel() > logging.INFO:
+        package.setLevel(logging.INFO)
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -95,3 +95,10 @@ def test_sampler_skips_empty_clusters_and_is_reproducible():
 def test_shuffled_sampler_is_a_permutation():
     served = np.concatenate(list(ShuffledBatchSampler(np.arange(100), 32, seed=1)))
     assert sorted(served.tolist()) == list(range(100)) and served.tolist() != list(range(100))
+
+
+def test_shuffled_sampler_repeats_passes_to_fill_an_epoch():
+    served = np.concatenate(list(ShuffledBatchSampler(np.arange(10), 4, seed=2, n_samples=25)))
+    assert len(served) == 25
+    counts = np.bincount(served, minlength=10)
+    assert counts.min() == 2 and counts.max() == 3  # whole passes first, then part of one

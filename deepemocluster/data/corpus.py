@@ -117,7 +117,8 @@ def load_corpus(cfg: DictConfig, seed: int | None = None) -> Corpus:
     if ratio > cfg.data.max_skip_ratio:
         raise TooManyBadFilesError(
             f"{len(extraction.skipped)} of {len(manifest)} audio files unusable ({ratio:.1%} > "
-            f"data.max_skip_ratio={cfg.data.max_skip_ratio}); first: {extraction.skipped[0]}"
+            f"data.max_skip_ratio={cfg.data.max_skip_ratio}); first: {extraction.skipped[0]}",
+            extraction.skipped,
         )
     usable = tuple(u for u in manifest if u.path in extraction.keys)
     packed = store.pack([extraction.keys[u.path] for u in usable])

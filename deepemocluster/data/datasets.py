@@ -14,6 +14,7 @@ from torch.utils.data import Dataset
 
 from deepemocluster.data.chunking import chunk_starts
 from deepemocluster.data.features import PackedFeatures
+from deepemocluster.faults import failpoint
 
 
 class ChunkDataset(Dataset):
@@ -85,4 +86,5 @@ class ChunkBatches(Dataset):
         return self.dataset.n_total_chunks
 
     def __getitem__(self, ids):
+        failpoint("train_step")
         return self.dataset.chunk_batch(np.asarray(ids))

@@ -21,6 +21,7 @@ import os
 import sys
 from collections.abc import Iterator, Sequence
 from concurrent.futures import ProcessPoolExecutor
+from concurrent.futures.process import BrokenProcessPool
 from dataclasses import asdict, dataclass
 from multiprocessing import get_context
 from pathlib import Path
@@ -30,7 +31,8 @@ from threadpoolctl import threadpool_limits
 from tqdm import tqdm
 
 from deepemocluster.data.audio import load_audio, mel_features
-from deepemocluster.errors import AudioError
+from deepemocluster.errors import AudioError, FeatureError
+from deepemocluster.faults import failpoint
 
 _FORMAT_VERSION = 1
 _MIN_FILES_PER_WORKER = 50
@@ -135,9 +137,16 @@ class FeatureStore:
         # spawn, not fork: a forked child that calls torch/faiss math after a parallel region hangs.
         # A worker costs seconds to start (imports), so small jobs stay in this process.
         pool = ProcessPoolExecutor(workers, get_context("spawn"), initializer=_one_blas_thread)
-        with pool:
+        try:
             chunksize = max(1, min(32, len(jobs) // (8 * workers)))
             yield from tqdm(pool.map(_extract_one, jobs, chunksize=chunksize), **bar)
+        except BrokenProcessPool as e:
+            raise FeatureError(
+                f"a feature-extraction worker died ({e}); the entries written so far are kept "
+                "and the next run extracts only the rest (features.workers=1 avoids workers)"
+            ) from e
+        finally:  # an interrupted pass must not wait for the queued files
+            pool.shutdown(wait=True, cancel_futures=True)
 
     def pack(self, keys: Sequence[str]) -> PackedFeatures:
         """One contiguous memory-mapped array for these entries, in this order (built once)."""
@@ -207,9 +216,14 @@ def _extract_one(job: tuple[FeatureStore, str, str]) -> tuple[str, str, str | No
     target = store.entry_path(key)
     target.parent.mkdir(parents=True, exist_ok=True)
     tmp = _tmp_name(target)
-    with open(tmp, "wb") as f:
-        np.save(f, feats)
-    os.replace(tmp, target)
+    try:
+        with open(tmp, "wb") as f:
+            np.save(f, feats)
+        failpoint("feature_write")
+        os.replace(tmp, target)
+    except BaseException:
+        tmp.unlink(missing_ok=True)
+        raise
     return path, key, None
 
 

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import csv
 import math
+import os
 import re
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
@@ -106,14 +107,12 @@ def read_unlabelled(sources: Iterable[str | Path]) -> Manifest:
             names = [p.relative_to(source).with_suffix("").as_posix() for p in files]
         elif source.is_file():
             lines = [ln.strip() for ln in source.read_text(encoding="utf-8-sig").splitlines()]
-            files = [
-                (source.parent / ln).resolve() for ln in lines if ln and not ln.startswith("#")
-            ]
+            files = [_resolve(source.parent / ln) for ln in lines if ln and not ln.startswith("#")]
             names = [p.with_suffix("").as_posix().lstrip("/") for p in files]
         else:
             raise ManifestError(f"unlabelled source not found: {source}")
         utterances += [
-            Utterance(id=f"{source.name}/{n}", path=str(p.resolve()), split=UNLABELLED_SPLIT)
+            Utterance(id=f"{source.name}/{n}", path=str(_resolve(p)), split=UNLABELLED_SPLIT)
             for p, n in zip(files, names, strict=True)
         ]
     return tuple(utterances)
@@ -136,7 +135,7 @@ def combine(*manifests: Manifest) -> Manifest:
 
 def check_audio_exists(manifest: Sequence[Utterance]) -> None:
     """Fail fast, listing the first missing files, before hours of work start."""
-    missing = [u.path for u in manifest if not Path(u.path).exists()]
+    missing = [u.path for u in manifest if not os.path.lexists(u.path)]
     if missing:
         shown = "\n  ".join(missing[:5])
         raise ManifestError(f"{len(missing)} audio file(s) listed but missing, e.g.:\n  {shown}")
@@ -209,10 +208,19 @@ def _audio_path(name: str, audio_dir: Path, allow_abs: bool, where: str) -> Path
                 f"{where}: absolute path {name!r} refused (set data.allow_absolute_paths=true)"
             )
         return candidate
-    resolved = (audio_dir / candidate).resolve()
+    resolved = _resolve(audio_dir / candidate)
     if not allow_abs and not resolved.is_relative_to(audio_dir.resolve()):
         raise ManifestError(f"{where}: path {name!r} leaves the corpus folder {audio_dir}")
     return resolved
+
+
+def _resolve(path: Path) -> Path:
+    """``path.resolve()``; a symlink loop is not followed but kept (normalised), so that the audio
+    reader skips and reports that one file instead of the whole manifest failing."""
+    try:
+        return path.resolve()
+    except RuntimeError:
+        return Path(os.path.normpath(path.absolute()))
 
 
 def _rating(text: str | None, column: str, where: str) -> float | None:

@@ -34,15 +34,23 @@ class UniformClusterSampler(Sampler[np.ndarray]):
 
 
 class ShuffledBatchSampler(Sampler[np.ndarray]):
-    """Plain shuffled batches (regression-only training)."""
+    """Shuffled batches of ``ids``; with ``n_samples`` > len(ids), repeated shuffled passes are
+    served until ``n_samples`` ids went out (so a regression-only epoch takes as many steps as a
+    clustering epoch over labelled + unlabelled chunks: comparisons at equal compute)."""
 
-    def __init__(self, ids: np.ndarray, batch_size: int, seed: int) -> None:
+    def __init__(
+        self, ids: np.ndarray, batch_size: int, seed: int, n_samples: int | None = None
+    ) -> None:
         self.ids, self.batch_size, self.seed = np.asarray(ids), batch_size, seed
+        self.n_samples = max(n_samples or 0, len(self.ids))
 
     def __len__(self) -> int:
-        return -(-len(self.ids) // self.batch_size)
+        return -(-self.n_samples // self.batch_size)
 
     def __iter__(self) -> Iterator[np.ndarray]:
-        order = np.random.default_rng(self.seed).permutation(len(self.ids))
+        rng = np.random.default_rng(self.seed)
+        passes = -(-self.n_samples // len(self.ids))
+        order = np.concatenate([rng.permutation(len(self.ids)) for _ in range(passes)])
+        order = order[: self.n_samples]
         for start in range(0, len(order), self.batch_size):
             yield self.ids[order[start : start + self.batch_size]]

@@ -7,8 +7,18 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
+import torch
 
 from deepemocluster.config import load_config
+
+
+@pytest.fixture(autouse=True)
+def one_torch_thread():
+    """Tiny models train faster on one thread; put the process's setting back afterwards."""
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(before)
 
 
 @pytest.fixture(scope="session")
@@ -52,6 +62,7 @@ def siamese_overrides(siamese_dirs, tmp_path) -> list[str]:
         "optim.main.lr=0.003",
         "train.epochs=2",
         "train.batch_utterances=8",
+        "train.threads=1",  # tiny steps: a second thread costs more than it gives on 2 busy cores
         "transfer.finetune_epochs=2",
         "transfer.finetune_lr=0.003",
         f"tracking.runs_dir={tmp_path / 'runs'}",

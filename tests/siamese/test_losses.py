@@ -19,21 +19,33 @@ def test_contrastive_loss_value():
 
 
 def test_relative_distance_loss_value_bounds_and_scale_invariance():
-    d = torch.tensor([1.0, 3.0, 2.0, 4.0])  # mean same 2, mean different 3
-    assert relative_distance_loss(d, SAME).item() == pytest.approx(2.0 / 5.0)
-    assert relative_distance_loss(10.0 * d, SAME).item() == pytest.approx(2.0 / 5.0)
-    assert relative_distance_loss(torch.tensor([0.0, 0.0, 1.0, 2.0]), SAME).item() == 0.0
-    assert relative_distance_loss(torch.tensor([1.0, 1.0, 0.0, 0.0]), SAME).item() == 1.0
+    d_same, d_diff = torch.tensor([1.0, 3.0]), torch.tensor([2.0, 1.0])
+    expected = (1 / 3 + 3 / 4) / 2  # each same pair against its different pair
+    assert relative_distance_loss(d_same, d_diff).item() == pytest.approx(expected)
+    assert relative_distance_loss(10 * d_same, 10 * d_diff).item() == pytest.approx(expected)
+    assert relative_distance_loss(torch.zeros(2), d_diff).item() == 0.0
+    assert relative_distance_loss(d_same, torch.zeros(2)).item() == 1.0
 
 
-def test_relative_distance_loss_needs_both_kinds():
-    with pytest.raises(ValueError, match="one same and one different"):
-        relative_distance_loss(torch.ones(3), torch.ones(3, dtype=torch.bool))
+def test_relative_distance_loss_is_not_bought_by_one_far_pair():
+    """One different pair a million times further away barely helps: its term is bounded."""
+    d_same, d_diff = torch.ones(4), torch.ones(4)
+    far = torch.tensor([1.0, 1.0, 1.0, 1e6])
+    assert relative_distance_loss(d_same, far).item() > 0.37  # 0.5 → (3 × 0.5 + 0) / 4
+    assert relative_distance_loss(d_same, d_diff).item() == pytest.approx(0.5)
+
+
+def test_relative_distance_loss_needs_matched_pairs():
+    with pytest.raises(ValueError, match="as many same pairs"):
+        relative_distance_loss(torch.ones(3), torch.ones(2))
 
 
 @pytest.mark.parametrize(
     "loss",
-    [lambda d, s: contrastive_loss(d, s, margin=5.0), relative_distance_loss],
+    [
+        lambda d, s: contrastive_loss(d, s, margin=5.0),
+        lambda d, s: relative_distance_loss(d[s], d[~s]),
+    ],
     ids=["contrastive", "relative"],
 )
 def test_gradient_pulls_same_pairs_and_pushes_different_pairs(loss):
@@ -62,7 +74,7 @@ def test_one_step_on_embeddings_moves_pairs_the_right_way(metric, loss_name):
     loss = (
         contrastive_loss(d, same, 3.0)
         if loss_name == "contrastive"
-        else relative_distance_loss(d, same)
+        else relative_distance_loss(d[same], d[~same])
     )
     loss.backward()
     with torch.no_grad():

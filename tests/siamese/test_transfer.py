@@ -5,6 +5,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import numpy as np
 import pytest
 import torch
 from mlflow.tracking import MlflowClient
@@ -84,15 +85,22 @@ def test_transfer_runs_nest_freeze_blocks_and_reuse_the_pretrained_encoder(siame
 
 
 def test_short_finetune_beats_the_untrained_encoder_on_the_demo_target(siamese_cfg, tmp_path):
-    """Low/mid/high arousal bins: the demo's clearest attribute, so 8 short epochs on 10
-    utterances per bin move the prototypes well clear of chance-level noise."""
-    cfg = siamese_cfg(
-        "transfer.shots=10", "siamese.pair_label=bin", "train.batch_utterances=4", "train.seed=1"
-    )
-    data = build_data(few_shot(load_corpus(cfg), cfg), cfg)
-    loop = Loop(cfg, data, torch.device("cpu"), tmp_path)
-    untrained = target_scores(loop, cfg)["proto_accuracy"]
-    for _ in range(8):
-        loop.run_epoch()
-        loop.epoch += 1
-    assert target_scores(loop, cfg)["proto_accuracy"] > untrained + 0.1
+    """Low/mid/high arousal bins (the demo's clearest attribute), 10 utterances per bin, 8 short
+    epochs from a random start: prototypes clearly better than the untrained encoder's, on
+    average over three seeds (one seed's test accuracy moves in steps of 1/48)."""
+    before, after = [], []
+    for seed in (0, 1, 2):
+        cfg = siamese_cfg(
+            "transfer.shots=10",
+            "siamese.pair_label=bin",
+            "train.batch_utterances=4",
+            f"train.seed={seed}",
+        )
+        data = build_data(few_shot(load_corpus(cfg), cfg), cfg)
+        loop = Loop(cfg, data, torch.device("cpu"), tmp_path)
+        before.append(target_scores(loop, cfg)["proto_accuracy"])
+        for _ in range(8):
+            loop.run_epoch()
+            loop.epoch += 1
+        after.append(target_scores(loop, cfg)["proto_accuracy"])
+    assert np.mean(after) > np.mean(before) + 0.1, (before, after)
