@@ -50,8 +50,10 @@ def _parse(spec: str) -> dict[str, list[tuple[int, signal.Signals]]]:
         for option in options:
             if option.isdigit():
                 count = int(option)
-            else:
+            elif f"SIG{option.upper()}" in signal.Signals.__members__:
                 signum = signal.Signals[f"SIG{option.upper()}"]
+            else:
+                raise ValueError(f"{ENV}={spec!r}: {option!r} is neither a count nor a signal")
         out.setdefault(name, []).append((count, signum))
     return out
 

@@ -2,7 +2,7 @@
 
 A pair is *same* when both utterances have the same categorical emotion class (corpora with
 classes), or else the same low/mid/high bin of one attribute. Labels are small ints with a fixed
-meaning across splits and corpora (class codes in ``MSP_CLASSES`` order, or bin index), −1 = no
+meaning across splits and corpora (position in ``CLASS_CODES``, or bin index), −1 = no
 usable label (unlabelled, no class, or ``X``: annotators did not agree).
 """
 

@@ -18,11 +18,18 @@ from .support import Demo, MlflowServer
 
 
 @pytest.fixture(scope="session")
-def demo(tmp_path_factory) -> Demo:
+def demo_dirs(tmp_path_factory) -> Demo:
+    """Where the session's tiny demo corpus and feature store live (nothing generated yet)."""
     base = tmp_path_factory.mktemp("reliability")
-    d = Demo(base / "demo", base / "features")
-    generate_demo_corpus(d.root, d.config(base / "runs", "x").data.demo)
-    return d
+    return Demo(base / "demo", base / "features")
+
+
+@pytest.fixture(scope="session")
+def demo(demo_dirs, tmp_path_factory) -> Demo:
+    """The session's tiny demo corpus, generated."""
+    runs = tmp_path_factory.mktemp("unused")
+    generate_demo_corpus(demo_dirs.root, demo_dirs.config(runs, "x").data.demo)
+    return demo_dirs
 
 
 @pytest.fixture(scope="session")

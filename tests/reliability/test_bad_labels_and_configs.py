@@ -29,7 +29,7 @@ def runs_dir(tmp_path_factory) -> Path:
 
 @pytest.mark.parametrize("case", LABEL_CASES, ids=[c.id for c in LABEL_CASES])
 def test_broken_label_file_is_refused_naming_file_and_line(
-    case: LabelCase, demo, runs_dir, tmp_path, main_in_process
+    case: LabelCase, demo_dirs, runs_dir, tmp_path, main_in_process
 ):
     root = tmp_path / "corpus"
     (root / "Audios").mkdir(parents=True)
@@ -41,7 +41,7 @@ def test_broken_label_file_is_refused_naming_file_and_line(
         csv.writer(f).writerows([header, *rows])
     out = main_in_process(
         "train",
-        demo.overrides(runs_dir, case.id, "data.format=msp_podcast", f"data.root={root}"),
+        demo_dirs.overrides(runs_dir, case.id, "data.format=msp_podcast", f"data.root={root}"),
     )
     assert out.code == 1
     assert f"{labels}:{case.line}:" in out.errors, out.errors
@@ -50,7 +50,9 @@ def test_broken_label_file_is_refused_naming_file_and_line(
     assert not (runs_dir / case.id / "checkpoint_last.pt").exists()
 
 
-def test_label_errors_are_found_before_audio_is_missed(demo, runs_dir, tmp_path, main_in_process):
+def test_label_errors_are_found_before_audio_is_missed(
+    demo_dirs, runs_dir, tmp_path, main_in_process
+):
     """Rows are checked before files: a broken row is reported even when no audio exists."""
     root = tmp_path / "corpus"
     labels = root / "Labels" / "labels_consensus.csv"
@@ -61,17 +63,24 @@ def test_label_errors_are_found_before_audio_is_missed(demo, runs_dir, tmp_path,
         csv.writer(f).writerows([HEADER, *rows])
     out = main_in_process(
         "train",
-        demo.overrides(runs_dir, "no-audio", "data.format=msp_podcast", f"data.root={root}"),
+        demo_dirs.overrides(runs_dir, "no-audio", "data.format=msp_podcast", f"data.root={root}"),
     )
     assert out.code == 1
     assert "10 audio file(s) listed but missing" in out.errors
     assert str(root / "Audios" / "utt000.wav") in out.errors
 
 
-@pytest.mark.parametrize("case", CONFIG_CASES, ids=[c.id for c in CONFIG_CASES])
+@pytest.mark.parametrize(
+    "case",
+    [  # the checks that need the corpus read take seconds: slow
+        pytest.param(c, id=c.id, marks=[pytest.mark.slow] if c.needs_data else [])
+        for c in CONFIG_CASES
+    ],
+)
 def test_bad_config_is_refused_before_training_naming_the_key(
-    case: ConfigCase, demo, runs_dir, main_in_process
+    case: ConfigCase, demo_dirs, runs_dir, main_in_process, request
 ):
+    demo = request.getfixturevalue("demo") if case.needs_data else demo_dirs
     run_dir = runs_dir / f"config-{case.id}"
     args = demo.overrides(runs_dir, run_dir.name, *case.overrides)
     dropped = [o for o in case.overrides if o.endswith("=")]

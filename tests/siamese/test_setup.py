@@ -2,14 +2,17 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import pytest
 import torch
 
 from deepemocluster.config import load_config
 from deepemocluster.errors import ConfigError
 from deepemocluster.model import build_model
-from deepemocluster.transfer import frozen_block_count, run_transfer, source_config
+from deepemocluster.transfer import frozen_block_count, main, run_transfer, source_config
 
+REPO = Path(__file__).resolve().parents[2]
 TINY = ["data.root=/tmp/x", "model.channels=[4,8,8,16]", "model.strides=[1,2,2,2]"]
 
 
@@ -66,3 +69,10 @@ def test_siamese_model_outputs_embeddings_and_frozen_blocks_stay_in_eval_mode():
     assert all(m.training for block in free for m in block.modules())
     assert not any(p.requires_grad for block in frozen for p in block.parameters())
     assert all(p.requires_grad for block in free for p in block.parameters())
+
+
+def test_cli_reports_a_config_error_with_exit_code_1(caplog, tmp_path):
+    args = ["--config", str(REPO / "configs" / "siamese_transfer.yaml"), "model.aux_head=cluster"]
+    assert main([*args, f"tracking.runs_dir={tmp_path}"]) == 1
+    assert "aux_head=siamese" in caplog.text
+    assert not any(tmp_path.iterdir())  # refused before any run folder or store was made
