@@ -436,7 +436,7 @@ def run(
     the pre-training of a transfer run); returns the final test metrics."""
     torch.set_num_threads(cfg.train.threads)
     clustering.set_threads(cfg.train.threads)
-    device = _device(cfg.train.device)
+    device = select_device(cfg.train.device)
     runs_dir = resolve_path(cfg.tracking.runs_dir)
     run_name = cfg.tracking.run_name or f"{config_name}-{time.strftime('%Y%m%d-%H%M%S')}"
     run_dir = runs_dir / run_name
@@ -681,7 +681,7 @@ def _write_atomic(path: Path, text: str) -> None:
     os.replace(tmp, path)
 
 
-def _device(name: str) -> torch.device:
+def select_device(name: str) -> torch.device:
     if name == "auto":
         name = "cuda" if torch.cuda.is_available() else "cpu"
     if name == "cuda" and not torch.cuda.is_available():

@@ -32,7 +32,7 @@ from deepemocluster.engine import ccc_report, predict_utterances
 from deepemocluster.errors import ConfigError, DeepEmoClusterError
 from deepemocluster.fewshot import embed_utterances, score_embeddings
 from deepemocluster.tracking import Tracker, download_checkpoint, resolve_uri
-from deepemocluster.train import BEST, Data, Interrupted, Loop, _device, build_data, run
+from deepemocluster.train import BEST, Data, Interrupted, Loop, build_data, run, select_device
 
 log = logging.getLogger("deepemocluster")
 FINETUNED = "checkpoint_finetuned.pt"
@@ -169,7 +169,7 @@ def _finetune(cfg: DictConfig, init_state: dict | None, name: str, parent_id: st
     try:
         tracker.log_params(flatten(ft_cfg))
         tracker.set_tags({"data_fingerprint": corpus.fingerprint, "run_dir": str(run_dir)})
-        loop = Loop(ft_cfg, data, _device(cfg.train.device), run_dir)
+        loop = Loop(ft_cfg, data, select_device(cfg.train.device), run_dir)
         if init_state is not None:
             loop.model.load_state_dict(init_state["model"])
         n_blocks = len(loop.model.encoder.blocks)

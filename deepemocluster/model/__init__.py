@@ -1,4 +1,5 @@
-"""The network: a CNN encoder with a cluster classifier and an A/V/D regressor on top."""
+"""The network: a CNN encoder with an A/V/D regressor and an auxiliary head (cluster classifier
+or Siamese projection) on top."""
 
 from deepemocluster.model.network import DeepEmoCluster, build_model
 
