@@ -102,17 +102,20 @@ def numbers(obj, prefix: str = "") -> Iterator[tuple[str, float]]:
 
 
 def peak_rss_mib() -> float:
-    """ru_maxrss of this process (Linux: KiB). It counts resident pages of memory-mapped files too."""
+    """ru_maxrss of this process (Linux: KiB). It counts resident pages of memory-mapped files
+    too, and a child process starts from its parent's high-water mark at fork (kept across exec):
+    ``VmHWM`` from ``rss_now_mib`` is this process image's own peak."""
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
 
 
 def rss_now_mib() -> dict[str, float]:
-    """Current RSS split into anonymous (heap, arrays) and file-backed (memory maps, libraries)."""
+    """Current RSS split into anonymous (heap, arrays) and file-backed (memory maps, libraries),
+    and ``VmHWM``, the peak RSS since this process started (or exec'd)."""
     fields = {}
     try:
         for line in Path("/proc/self/status").read_text().splitlines():
             key, _, value = line.partition(":")
-            if key in ("VmRSS", "RssAnon", "RssFile", "RssShmem"):
+            if key in ("VmRSS", "VmHWM", "RssAnon", "RssFile", "RssShmem"):
                 fields[key] = int(value.split()[0]) / 1024
     except OSError:
         pass

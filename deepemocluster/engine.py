@@ -39,17 +39,23 @@ def _batches(n: int, size: int):
 
 @torch.inference_mode()
 def embed_chunks(
-    model: DeepEmoCluster, ds: ChunkDataset, batch_chunks: int, device: torch.device
+    model: DeepEmoCluster,
+    ds: ChunkDataset,
+    batch_chunks: int,
+    device: torch.device,
+    ids: np.ndarray | None = None,
 ) -> np.ndarray:
-    """(n_total_chunks, d) clustering embeddings, eval mode, in chunk-id order."""
+    """(len(ids), d) clustering embeddings of chunk ids (default: all, in order), eval mode,
+    written into one preallocated array (no per-batch list to concatenate)."""
     model.eval()
-    out = [
-        model.embed(ds.chunk_batch(ids)[0].to(device)).float().cpu().numpy()
-        for ids in _batches(ds.n_total_chunks, batch_chunks)
-    ]
-    return (
-        np.concatenate(out) if out else np.zeros((0, model.cluster.hidden.out_features), np.float32)
-    )
+    ids = np.arange(ds.n_total_chunks) if ids is None else np.asarray(ids)
+    out = np.empty((len(ids), model.cluster.hidden.out_features), dtype=np.float32)
+    for start in range(0, len(ids), batch_chunks):
+        batch = ids[start : start + batch_chunks]
+        out[start : start + len(batch)] = (
+            model.embed(ds.chunk_batch(batch)[0].to(device)).float().cpu().numpy()
+        )
+    return out
 
 
 @torch.inference_mode()

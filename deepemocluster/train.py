@@ -284,7 +284,7 @@ class Loop:
     ) -> tuple[np.ndarray, dict[str, float]]:
         """Cluster the embeddings of chunks ``ids``; returns labels indexed by global chunk id."""
         t0 = time.perf_counter()
-        emb = embed_chunks(self.model, self.data.train, self._eval_chunks, self.device)[ids]
+        emb = embed_chunks(self.model, self.data.train, self._eval_chunks, self.device, ids)
         c = self.cfg.cluster
         result = clustering.cluster(
             emb, c.k, c.iterations, self._seed(stage), c.pca_dim, c.l2_normalize
