@@ -13,6 +13,7 @@ from pathlib import Path
 import matplotlib.image
 import numpy as np
 import pytest
+from tiny_config import TINY as TINY_BASE
 
 from deepemocluster.config import load_config
 
@@ -26,28 +27,7 @@ class TrainedRun:
     test: dict[str, float]
 
 
-# The same tiny configuration as tests/train/conftest.py (trains in seconds), with its own store.
-TINY = [
-    "data.format=demo",
-    "data.demo.n_train=48",
-    "data.demo.n_dev=16",
-    "data.demo.n_test=16",
-    "data.demo.n_unlabelled=24",
-    "data.demo.n_speakers=12",
-    "features.n_mels=32",
-    "features.workers=1",
-    "chunking.n_chunks=3",
-    "model.channels=[4,8,8,16]",
-    "model.strides=[1,2,2,2]",
-    "model.embed_dim=32",
-    "model.head_dim=32",
-    "model.dropout=0.1",
-    "cluster.k=4",
-    "optim.main.lr=0.003",
-    "train.epochs=2",
-    "train.batch_utterances=8",
-    "tracking.run_name=tiny",
-]
+TINY = [*TINY_BASE, "tracking.run_name=tiny"]
 
 
 @pytest.fixture(scope="session")

@@ -12,34 +12,15 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
+from tiny_config import TINY as TINY_BASE
 from train.conftest import _free_port, start_mlflow_server
 
 from deepemocluster import faults
 from deepemocluster.config import load_config
 
-# The tiny configuration of tests/train/conftest.py (trains in seconds) on one torch thread
-# (faster for a model this small, and the same arithmetic in every process).
-TINY = [
-    "data.format=demo",
-    "data.demo.n_train=48",
-    "data.demo.n_dev=16",
-    "data.demo.n_test=16",
-    "data.demo.n_unlabelled=24",
-    "data.demo.n_speakers=12",
-    "features.n_mels=32",
-    "features.workers=1",
-    "chunking.n_chunks=3",
-    "model.channels=[4,8,8,16]",
-    "model.strides=[1,2,2,2]",
-    "model.embed_dim=32",
-    "model.head_dim=32",
-    "model.dropout=0.1",
-    "cluster.k=4",
-    "optim.main.lr=0.003",
-    "train.epochs=2",
-    "train.batch_utterances=8",
-    "train.threads=1",
-]
+# The shared tiny configuration on one torch thread (faster for a model this small, and the
+# same arithmetic in every process).
+TINY = [*TINY_BASE, "train.threads=1"]
 
 
 @dataclass(frozen=True)

@@ -8,6 +8,7 @@ from pathlib import Path
 
 import pytest
 import torch
+from tiny_config import TINY_MODEL
 
 from deepemocluster.config import load_config
 
@@ -49,19 +50,9 @@ def siamese_overrides(siamese_dirs, tmp_path) -> list[str]:
         "transfer.source.demo.n_unlabelled=0",
         "transfer.source.demo.n_speakers=8",
         f"features.store={siamese_dirs['store']}",
-        "features.n_mels=32",
-        "features.workers=1",
-        "chunking.n_chunks=3",
-        "model.channels=[4,8,8,16]",
-        "model.strides=[1,2,2,2]",
-        "model.embed_dim=32",
-        "model.head_dim=32",
-        "model.dropout=0.1",
+        *TINY_MODEL,
         "model.aux_head=siamese",
         "siamese.embed_dim=16",
-        "optim.main.lr=0.003",
-        "train.epochs=2",
-        "train.batch_utterances=8",
         "train.threads=1",  # tiny steps: a second thread costs more than it gives on 2 busy cores
         "transfer.finetune_epochs=2",
         "transfer.finetune_lr=0.003",

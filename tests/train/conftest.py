@@ -13,6 +13,7 @@ import urllib.request
 from pathlib import Path
 
 import pytest
+from tiny_config import TINY
 
 from deepemocluster.config import load_config
 
@@ -27,26 +28,9 @@ def corpus_dirs(tmp_path_factory) -> dict[str, Path]:
 def tiny_overrides(corpus_dirs, tmp_path) -> list[str]:
     """A configuration that trains in seconds: small corpus, 32 mels, a 4-layer narrow encoder."""
     return [
-        "data.format=demo",
+        *TINY,
         f"data.root={corpus_dirs['root']}",
-        "data.demo.n_train=48",
-        "data.demo.n_dev=16",
-        "data.demo.n_test=16",
-        "data.demo.n_unlabelled=24",
-        "data.demo.n_speakers=12",
         f"features.store={corpus_dirs['store']}",
-        "features.n_mels=32",
-        "features.workers=1",
-        "chunking.n_chunks=3",
-        "model.channels=[4,8,8,16]",
-        "model.strides=[1,2,2,2]",
-        "model.embed_dim=32",
-        "model.head_dim=32",
-        "model.dropout=0.1",
-        "cluster.k=4",
-        "optim.main.lr=0.003",
-        "train.epochs=2",
-        "train.batch_utterances=8",
         f"tracking.runs_dir={tmp_path / 'runs'}",
         "tracking.run_name=tiny",
     ]
