@@ -31,10 +31,6 @@ class TooManyBadFilesError(DeepEmoClusterError):
         super().__init__(message)
 
 
-class FeatureError(DeepEmoClusterError):
-    """Feature extraction as a whole cannot go on (a worker process died, say)."""
-
-
 class CheckpointError(DeepEmoClusterError):
     """A checkpoint is missing, incompatible or unsafe to load."""
 

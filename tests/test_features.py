@@ -74,7 +74,7 @@ def test_entries_hold_the_features_of_each_file(tmp_path, good_files):
     assert settings == asdict(SETTINGS)
 
 
-@pytest.mark.slow  # two spawned workers each import librosa: ~5 s on 2 cores
+@pytest.mark.slow  # two worker threads over a real corpus
 def test_one_and_two_workers_give_identical_entries(tmp_path, good_files):
     empty = tmp_path / "audio" / "empty.wav"
     empty.touch()

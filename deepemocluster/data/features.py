@@ -20,10 +20,8 @@ import json
 import os
 import sys
 from collections.abc import Iterator, Sequence
-from concurrent.futures import ProcessPoolExecutor
-from concurrent.futures.process import BrokenProcessPool
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import asdict, dataclass
-from multiprocessing import get_context
 from pathlib import Path
 
 import numpy as np
@@ -31,11 +29,10 @@ from threadpoolctl import threadpool_limits
 from tqdm import tqdm
 
 from deepemocluster.data.audio import load_audio, mel_features
-from deepemocluster.errors import AudioError, FeatureError
+from deepemocluster.errors import AudioError
 from deepemocluster.faults import failpoint
 
 _FORMAT_VERSION = 1
-_MIN_FILES_PER_WORKER = 50
 
 
 @dataclass(frozen=True)
@@ -128,25 +125,21 @@ class FeatureStore:
         return Extraction(keys=keys, skipped=skipped)
 
     def _run(self, todo: list, workers: int, desc: str) -> Iterator[tuple[str, str, str | None]]:
+        """Workers are threads: decoding, resampling, FFT, the mel product and file writes release
+        the GIL, so threads run in parallel without the seconds of imports a spawned process pays
+        per worker, and without the fork-after-OpenMP hang. One BLAS thread each: the mel product
+        is small and more BLAS threads oversubscribe the cores (benchmarks/features.py)."""
         jobs = [(self, path, key) for path, key in todo]
         bar = dict(total=len(jobs), desc=desc, unit="file", disable=not sys.stderr.isatty())
-        if workers <= 1 or len(jobs) < _MIN_FILES_PER_WORKER * workers:
-            with threadpool_limits(1):
+        with threadpool_limits(1):
+            if workers <= 1:
                 yield from tqdm(map(_extract_one, jobs), **bar)
-            return
-        # spawn, not fork: a forked child that calls torch/faiss math after a parallel region hangs.
-        # A worker costs seconds to start (imports), so small jobs stay in this process.
-        pool = ProcessPoolExecutor(workers, get_context("spawn"), initializer=_one_blas_thread)
-        try:
-            chunksize = max(1, min(32, len(jobs) // (8 * workers)))
-            yield from tqdm(pool.map(_extract_one, jobs, chunksize=chunksize), **bar)
-        except BrokenProcessPool as e:
-            raise FeatureError(
-                f"a feature-extraction worker died ({e}); the entries written so far are kept "
-                "and the next run extracts only the rest (features.workers=1 avoids workers)"
-            ) from e
-        finally:  # an interrupted pass must not wait for the queued files
-            pool.shutdown(wait=True, cancel_futures=True)
+                return
+            pool = ThreadPoolExecutor(workers)
+            try:
+                yield from tqdm(pool.map(_extract_one, jobs), **bar)
+            finally:  # an interrupted pass must not wait for the queued files
+                pool.shutdown(wait=True, cancel_futures=True)
 
     def pack(self, keys: Sequence[str]) -> PackedFeatures:
         """One contiguous memory-mapped array for these entries, in this order (built once)."""
@@ -199,12 +192,6 @@ def entry_key(path: str | Path) -> str:
     except OSError as e:
         raise AudioError(path, "not_a_file", str(e)) from e
     return _digest(f"{path}|{st.st_size}|{st.st_mtime_ns}")[:24]
-
-
-def _one_blas_thread() -> None:
-    """One BLAS thread per worker: the mel filterbank product is small, and with several threads
-    per process the workers oversubscribe the cores (measured 4-7x slower; benchmarks/README.md)."""
-    threadpool_limits(1)
 
 
 def _extract_one(job: tuple[FeatureStore, str, str]) -> tuple[str, str, str | None]:
