@@ -49,12 +49,13 @@ def embed_chunks(
     written into one preallocated array (no per-batch list to concatenate)."""
     model.eval()
     ids = np.arange(ds.n_total_chunks) if ids is None else np.asarray(ids)
-    out = np.empty((len(ids), model.cluster.hidden.out_features), dtype=np.float32)
+    out = np.empty((len(ids), 0), dtype=np.float32)
     for start in range(0, len(ids), batch_chunks):
         batch = ids[start : start + batch_chunks]
-        out[start : start + len(batch)] = (
-            model.embed(ds.chunk_batch(batch)[0].to(device)).float().cpu().numpy()
-        )
+        z = model.embed(ds.chunk_batch(batch)[0].to(device)).float().cpu().numpy()
+        if out.shape[1] != z.shape[1]:  # the head's width is known once the first batch is out
+            out = np.empty((len(ids), z.shape[1]), dtype=np.float32)
+        out[start : start + len(batch)] = z
     return out
 
 
