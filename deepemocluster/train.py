@@ -17,7 +17,7 @@ import subprocess
 import sys
 import threading
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -744,9 +744,15 @@ def main(argv: list[str] | None = None) -> int:
     config_path = args.config or (
         "configs/default.yaml" if Path("configs/default.yaml").is_file() else None
     )
+    name = Path(config_path).stem if config_path else "default"
+    return exit_code(lambda: run(load_config(config_path, args.overrides), name))
+
+
+def exit_code(work: Callable[[], object]) -> int:
+    """An entry point's exit status: 0 on success, 128 + signal number when interrupted (the
+    last finished epoch is checkpointed), 1 with one log line for any reported error."""
     try:
-        cfg = load_config(config_path, args.overrides)
-        run(cfg, Path(config_path).stem if config_path else "default")
+        work()
     except Interrupted as e:
         log.error("%s; the last finished epoch is checkpointed", e)
         return 128 + e.signum

@@ -29,10 +29,19 @@ from deepemocluster.data.datasets import ChunkDataset
 from deepemocluster.data.manifest import UNLABELLED_SPLIT
 from deepemocluster.data.pairs import pair_labels
 from deepemocluster.engine import ccc_report, predict_utterances
-from deepemocluster.errors import ConfigError, DeepEmoClusterError
+from deepemocluster.errors import ConfigError
 from deepemocluster.fewshot import embed_utterances, score_embeddings
 from deepemocluster.tracking import Tracker, download_checkpoint, resolve_uri
-from deepemocluster.train import BEST, Data, Interrupted, Loop, build_data, run, select_device
+from deepemocluster.train import (
+    BEST,
+    Data,
+    Interrupted,
+    Loop,
+    build_data,
+    exit_code,
+    run,
+    select_device,
+)
 
 log = logging.getLogger("deepemocluster")
 FINETUNED = "checkpoint_finetuned.pt"
@@ -247,16 +256,9 @@ def main(argv: list[str] | None = None) -> int:
     logging.basicConfig(
         level=logging.INFO, format="%(asctime)s %(levelname)s %(message)s", stream=sys.stderr
     )
-    try:
-        cfg = load_config(args.config, args.overrides)
-        run_transfer(cfg, Path(args.config).stem)
-    except Interrupted as e:
-        log.error("%s", e)
-        return 128 + e.signum
-    except DeepEmoClusterError as e:
-        log.error("%s", e)
-        return 1
-    return 0
+    return exit_code(
+        lambda: run_transfer(load_config(args.config, args.overrides), Path(args.config).stem)
+    )
 
 
 if __name__ == "__main__":
