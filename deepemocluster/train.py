@@ -28,15 +28,25 @@ from omegaconf import DictConfig, OmegaConf
 from torch.utils.data import DataLoader
 from tqdm import tqdm
 
-from deepemocluster import clustering
+from deepemocluster import clustering, distributed
 from deepemocluster.checkpoint import load_checkpoint, save_checkpoint
 from deepemocluster.config import flatten, load_config, resolve_path, to_yaml
 from deepemocluster.data.corpus import Corpus, load_corpus
 from deepemocluster.data.datasets import ChunkBatches, ChunkDataset
 from deepemocluster.data.manifest import UNLABELLED_SPLIT
 from deepemocluster.data.pairs import NO_LABEL, pair_labels, sample_pairs
-from deepemocluster.data.samplers import ShuffledBatchSampler, UniformClusterSampler
-from deepemocluster.engine import LabelScaler, ccc_report, embed_chunks, predict_utterances
+from deepemocluster.data.samplers import (
+    ShardedBatches,
+    ShuffledBatchSampler,
+    UniformClusterSampler,
+)
+from deepemocluster.engine import (
+    LabelScaler,
+    autocast,
+    ccc_report,
+    embed_chunks,
+    predict_utterances,
+)
 from deepemocluster.errors import (
     CheckpointError,
     ConfigError,
@@ -172,8 +182,16 @@ def make_optimizer(spec: DictConfig, params) -> torch.optim.Optimizer | None:
 class Loop:
     """State of one training run and the steps of its epochs."""
 
-    def __init__(self, cfg: DictConfig, data: Data, device: torch.device, run_dir: Path) -> None:
+    def __init__(
+        self,
+        cfg: DictConfig,
+        data: Data,
+        device: torch.device,
+        run_dir: Path,
+        world: distributed.World | None = None,
+    ) -> None:
         self.cfg, self.data, self.device, self.run_dir = cfg, data, device, run_dir
+        self.world = world or distributed.World()
         torch.manual_seed(cfg.train.seed)
         self.model: DeepEmoCluster = build_model(cfg, data.corpus.packed.frames.shape[1]).to(device)
         if cfg.train.channels_last:
@@ -271,39 +289,76 @@ class Loop:
                         for k, v in stage_metrics.items()
                     }
                 )
-        dev_pred = data.scaler.restore(
-            predict_utterances(self.model, data.dev, self._eval_chunks, self.device)
-        )
-        dev = ccc_report(self._ratings(data.dev), dev_pred, list(cfg.model.attributes))
-        metrics.update({f"dev/{k}": v for k, v in dev.items()})
+        metrics.update({f"dev/{k}": v for k, v in self._evaluate_dev().items()})
         metrics["time/epoch_s"] = time.perf_counter() - t0
         return metrics
+
+    def _evaluate_dev(self) -> dict[str, float]:
+        """Development CCC, computed on rank 0 and shared, so every rank takes the same
+        best-epoch and patience decisions."""
+        report = None
+        if self.world.is_main:
+            pred = predict_utterances(self.model, self.data.dev, self._eval_chunks, self.device)
+            report = ccc_report(
+                self._ratings(self.data.dev),
+                self.data.scaler.restore(pred),
+                list(self.cfg.model.attributes),
+            )
+        return distributed.broadcast_object(report, self.world)
 
     def _recluster(
         self, ids: np.ndarray, stage: str = "joint"
     ) -> tuple[np.ndarray, dict[str, float]]:
-        """Cluster the embeddings of chunks ``ids``; returns labels indexed by global chunk id."""
+        """Cluster the embeddings of chunks ``ids``; returns labels indexed by global chunk id.
+        Under torchrun each rank embeds its shard and rank 0 clusters them all."""
         t0 = time.perf_counter()
-        emb = embed_chunks(self.model, self.data.train, self._eval_chunks, self.device, ids)
-        c = self.cfg.cluster
-        result = clustering.cluster(
-            emb, c.k, c.iterations, self._seed(stage), c.pca_dim, c.l2_normalize
+        c, world = self.cfg.cluster, self.world
+        shard = distributed.shard(ids, world)
+        emb = distributed.gather_rows(
+            embed_chunks(
+                self.model,
+                self.data.train,
+                self._eval_chunks,
+                self.device,
+                shard,
+                self.cfg.train.amp,
+            ),
+            world,
         )
+        metrics: dict[str, float] = {}
+        result = None
+        if world.is_main:
+            result = clustering.cluster(
+                emb, c.k, c.iterations, self._seed(stage), c.pca_dim, c.l2_normalize
+            )
+            sizes = result.sizes
+            metrics = {
+                "cluster/empty": float(result.n_empty),
+                "cluster/size_cv": float(sizes.std() / max(sizes.mean(), 1e-9)),
+            }
+        assignments = distributed.broadcast_array(
+            None if result is None else result.assignments, len(ids), world
+        )
+        if world.enabled:
+            log.info(
+                "epoch %d %s assignments %s (rank %d of %d)",
+                self.epoch + 1,
+                stage,
+                distributed.digest(assignments),
+                world.rank,
+                world.size,
+            )
         self.model.cluster.reset_top(c.k)
         self.top_optimizer = make_optimizer(self.cfg.optim.top, self.model.cluster.top.parameters())
         labels = np.full(self.data.train.n_total_chunks, -1, dtype=np.int64)
-        labels[ids] = result.assignments
-        sizes = result.sizes
-        metrics = {
-            "cluster/empty": float(result.n_empty),
-            "cluster/size_cv": float(sizes.std() / max(sizes.mean(), 1e-9)),
-            "time/cluster_s": time.perf_counter() - t0,
-        }
+        labels[ids] = assignments
+        metrics["time/cluster_s"] = time.perf_counter() - t0
         if stage != "unlabelled":
             if self.prev_assignments is not None and len(self.prev_assignments) == len(ids):
-                metrics["cluster/nmi"] = nmi(self.prev_assignments, result.assignments)
-            self.prev_assignments = result.assignments
-            self._save_assignments(result.assignments)
+                metrics["cluster/nmi"] = nmi(self.prev_assignments, assignments)
+            self.prev_assignments = assignments
+            if world.is_main:
+                self._save_assignments(assignments)
         return labels, metrics
 
     def final_clustering(self) -> dict:
@@ -332,6 +387,9 @@ class Loop:
         weighted (1 − CCC) on the labelled chunks of the batch."""
         cfg, model, targets = self.cfg.train, self.model, self.data.train.targets
         model.train()
+        net = distributed.wrap(model, self.world)  # the model itself outside torchrun
+        if self.world.enabled:
+            batches = ShardedBatches(batches, self.world.rank, self.world.size)
         optimizers = list(self.optimizers.values()) + (
             [self.top_optimizer] if labels is not None else []
         )
@@ -344,7 +402,10 @@ class Loop:
         for step, (x, ids) in enumerate(self._loader(batches)):
             if self.stop_signal is not None:
                 raise Interrupted(self.stop_signal)
-            aux, pred = model(x.to(self.device))
+            with autocast(self.device, cfg.amp):
+                aux, pred = net(x.to(self.device))
+            aux = None if aux is None else aux.float()
+            pred = pred.float()
             loss = torch.zeros((), device=self.device)
             if labels is not None:
                 ce = F.cross_entropy(aux, torch.from_numpy(labels[ids.numpy()]).to(self.device))
@@ -366,13 +427,16 @@ class Loop:
                 raise TrainingError(
                     f"loss is {loss.item()} at epoch {self.epoch + 1}, step {step + 1}"
                 )
-            if not loss.requires_grad:
-                continue
+            if not loss.requires_grad:  # nothing to learn from this batch
+                if not self.world.enabled:
+                    continue
+                loss = pred.sum() * 0.0  # under DDP every rank must join every step's all-reduce
             for opt in optimizers:
                 opt.zero_grad(set_to_none=True)
             loss.backward()
             for opt in optimizers:
                 opt.step()
+        distributed.sync_buffers(model, self.world)
         return {k: float(np.mean(v)) for k, v in sums.items() if v}
 
     def _pair_loss(
@@ -433,10 +497,29 @@ def run(
     cfg: DictConfig, config_name: str = "default", parent_run_id: str | None = None
 ) -> dict[str, float]:
     """Train, evaluate and track one run (an MLflow child of ``parent_run_id`` when given, e.g.
-    the pre-training of a transfer run); returns the final test metrics."""
+    the pre-training of a transfer run); returns the final test metrics (rank 0; other torchrun
+    ranks return an empty dict once the epochs are done)."""
     torch.set_num_threads(cfg.train.threads)
-    clustering.set_threads(cfg.train.threads)
-    device = select_device(cfg.train.device)
+    clustering.set_threads(cfg.cluster.threads or cfg.train.threads)
+    world, device = distributed.init(
+        select_device(cfg.train.device, cfg.train.amp), cfg.train.dist_timeout_min
+    )
+    try:
+        if not world.is_main:
+            return _follow(cfg, device, world)
+        return _lead(cfg, config_name, parent_run_id, device, world)
+    finally:
+        distributed.shutdown(world)
+
+
+def _lead(
+    cfg: DictConfig,
+    config_name: str,
+    parent_run_id: str | None,
+    device: torch.device,
+    world: distributed.World,
+) -> dict[str, float]:
+    """The run as rank 0 (or the only process) does it: run folder, tracking, final stage."""
     runs_dir = resolve_path(cfg.tracking.runs_dir)
     run_name = cfg.tracking.run_name or f"{config_name}-{time.strftime('%Y%m%d-%H%M%S')}"
     run_dir = runs_dir / run_name
@@ -460,7 +543,7 @@ def run(
             )
             log.info("run %s (MLflow run %s, store %s)", run_name, run_id, tracker.uri)
             tracker.log_params(flatten(cfg))
-            test = _train_and_test(cfg, run_dir, run_id, tracker, device, resume_state, stop)
+            test = _train_and_test(cfg, run_dir, run_id, tracker, device, resume_state, stop, world)
             tracker.end("FINISHED")
         except Interrupted:
             _end_quietly(tracker, "KILLED")
@@ -485,9 +568,9 @@ def _train_and_test(
     tracker: Tracker,
     device: torch.device,
     resume_state: dict | None,
-    stop: _stop_on_signals | None = None,
+    stop: _stop_on_signals,
+    world: distributed.World,
 ) -> dict[str, float]:
-    stop = stop or _stop_on_signals()
     try:
         corpus = load_corpus(cfg)
     except TooManyBadFilesError as e:  # the list is what the user needs to fix the data
@@ -522,34 +605,27 @@ def _train_and_test(
         len(corpus.skipped),
     )
 
-    loop = Loop(cfg, data, device, run_dir)
+    distributed.barrier(world)  # the other ranks load the corpus once features are extracted
+    loop = Loop(cfg, data, device, run_dir, world)
+    distributed.broadcast_object((resume_state, run_dir), world)
     if resume_state is not None:
         loop.restore(resume_state)
         log.info("resumed after epoch %d", loop.epoch)
-    stop.loop = loop  # in the loop a signal sets a flag, checked between steps and epochs
-    try:
-        while loop.epoch < cfg.train.epochs and not _patience_exhausted(loop, cfg):
-            stop.check()
-            metrics = loop.run_epoch()
-            loop.epoch += 1
-            score = metrics["dev/ccc_mean"]
-            if score > loop.best_score:
-                loop.best_score, loop.best_epoch, loop.bad_epochs = score, loop.epoch, 0
-                save_checkpoint(loop.state(run_id), run_dir / BEST)
-            else:
-                loop.bad_epochs += 1
-            # Logged before checkpoint_last: when logging fails, resume repeats (and logs) this
-            # epoch with identical numbers instead of losing its metrics.
-            tracker.log_metrics(metrics, step=loop.epoch)
-            if loop.clusters:
-                tracker.log_artifact(
-                    run_dir / "assignments" / f"epoch_{loop.epoch:03d}.npz", "assignments"
-                )
-            save_checkpoint(loop.state(run_id), run_dir / LAST)
-            log.info("epoch %d/%d  %s", loop.epoch, cfg.train.epochs, _format(metrics))
-    finally:
-        stop.loop = None
-    stop.check()
+
+    def finish_epoch(metrics: dict[str, float], improved: bool) -> None:
+        if improved:
+            save_checkpoint(loop.state(run_id), run_dir / BEST)
+        # Logged before checkpoint_last: when logging fails, resume repeats (and logs) this
+        # epoch with identical numbers instead of losing its metrics.
+        tracker.log_metrics(metrics, step=loop.epoch)
+        if loop.clusters:
+            tracker.log_artifact(
+                run_dir / "assignments" / f"epoch_{loop.epoch:03d}.npz", "assignments"
+            )
+        save_checkpoint(loop.state(run_id), run_dir / LAST)
+        log.info("epoch %d/%d  %s", loop.epoch, cfg.train.epochs, _format(metrics))
+
+    _run_epochs(loop, stop, finish_epoch)
 
     best = load_checkpoint(run_dir / BEST)
     loop.model.load_state_dict(best["model"])
@@ -585,6 +661,47 @@ def _train_and_test(
     tracker.log_artifact(run_dir / "train.log")
     log.info("done: best epoch %d, %s", loop.best_epoch, _format(test))
     return test
+
+
+def _follow(cfg: DictConfig, device: torch.device, world: distributed.World) -> dict[str, float]:
+    """The run as a torchrun rank other than 0 does it: the same epochs, with no files, no
+    tracking and no final stage (rank 0 does those)."""
+    with _stop_on_signals() as stop:
+        distributed.barrier(world)  # rank 0 has extracted the features
+        data = build_data(load_corpus(cfg), cfg)
+        resume_state, run_dir = distributed.broadcast_object(None, world)
+        loop = Loop(cfg, data, device, run_dir, world)
+        if resume_state is not None:
+            loop.restore(resume_state)
+        _run_epochs(loop, stop, lambda metrics, improved: None)
+    return {}
+
+
+def _run_epochs(
+    loop: Loop, stop: _stop_on_signals, finish_epoch: Callable[[dict[str, float], bool], None]
+) -> None:
+    """Epochs until ``train.epochs`` or patience runs out; ``finish_epoch(metrics, improved)``
+    records each one. Every rank runs this with identical decisions (dev metrics are shared)."""
+    cfg = loop.cfg
+    stop.loop = loop  # in the loop a signal sets a flag, checked between steps and epochs
+    try:
+        while loop.epoch < cfg.train.epochs and not _patience_exhausted(loop, cfg):
+            stop.check()
+            metrics = loop.run_epoch()
+            loop.epoch += 1
+            improved = metrics["dev/ccc_mean"] > loop.best_score
+            if improved:
+                loop.best_score, loop.best_epoch, loop.bad_epochs = (
+                    metrics["dev/ccc_mean"],
+                    loop.epoch,
+                    0,
+                )
+            else:
+                loop.bad_epochs += 1
+            finish_epoch(metrics, improved)
+    finally:
+        stop.loop = None
+    stop.check()
 
 
 def _prepare_run_dir(cfg: DictConfig, run_dir: Path) -> dict | None:
@@ -681,11 +798,13 @@ def _write_atomic(path: Path, text: str) -> None:
     os.replace(tmp, path)
 
 
-def select_device(name: str) -> torch.device:
+def select_device(name: str, amp: bool = False) -> torch.device:
     if name == "auto":
         name = "cuda" if torch.cuda.is_available() else "cpu"
     if name == "cuda" and not torch.cuda.is_available():
         raise ConfigError("train.device=cuda but no CUDA device is available")
+    if name == "cuda" and amp and not torch.cuda.is_bf16_supported():
+        raise ConfigError("train.amp=true needs bfloat16, which this CUDA device lacks")
     return torch.device(name)
 
 

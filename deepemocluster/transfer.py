@@ -22,6 +22,7 @@ import numpy as np
 import torch
 from omegaconf import DictConfig, OmegaConf
 
+from deepemocluster import distributed
 from deepemocluster.checkpoint import load_checkpoint, save_checkpoint
 from deepemocluster.config import flatten, load_config, resolve_path, to_yaml
 from deepemocluster.data.corpus import Corpus, load_corpus
@@ -54,6 +55,8 @@ def run_transfer(cfg: DictConfig, config_name: str = "siamese_transfer") -> dict
     """Pre-train (or reuse), fine-tune and score; returns the target test metrics."""
     if cfg.model.aux_head != "siamese":
         raise ConfigError("transfer needs model.aux_head=siamese (it scores the Siamese embedding)")
+    if distributed.launched_by_torchrun():
+        raise ConfigError("transfer runs in one process: start it with python -m, not torchrun")
     torch.set_num_threads(cfg.train.threads)
     runs_dir = resolve_path(cfg.tracking.runs_dir)
     name = cfg.tracking.run_name or f"{config_name}-{time.strftime('%Y%m%d-%H%M%S')}"

@@ -54,3 +54,21 @@ class ShuffledBatchSampler(Sampler[np.ndarray]):
         order = order[: self.n_samples]
         for start in range(0, len(order), self.batch_size):
             yield self.ids[order[start : start + self.batch_size]]
+
+
+class ShardedBatches(Sampler[np.ndarray]):
+    """Rank ``rank``'s slice of every batch of ``batches`` (under torchrun). Every rank draws the
+    same global batches from the same seed, so all take the same number of steps, and DDP's
+    averaged gradient is that of the global batch. A last batch with fewer ids than ranks is
+    dropped: some rank would have nothing to step on (``len`` still counts it: progress only)."""
+
+    def __init__(self, batches: Sampler[np.ndarray], rank: int, world_size: int) -> None:
+        self.batches, self.rank, self.world_size = batches, rank, world_size
+
+    def __len__(self) -> int:
+        return len(self.batches)
+
+    def __iter__(self) -> Iterator[np.ndarray]:
+        for batch in self.batches:
+            if len(batch) >= self.world_size:
+                yield np.array_split(batch, self.world_size)[self.rank]
