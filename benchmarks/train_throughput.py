@@ -1,5 +1,5 @@
-"""Training throughput of the encoder on CPU, how close it gets to the hardware, and where an
-epoch's time goes.
+"""Training throughput of the encoder (CPU by default, or a CUDA GPU), how close it gets to the
+hardware, and where an epoch's time goes.
 
 1. Forward+backward chunks/s (one training step as ``Loop._train`` takes it: cross-entropy on the
    cluster logits + (1 - CCC), Adam) at a batch of 128 chunks, default memory format against
@@ -12,17 +12,23 @@ epoch's time goes.
 3. An MFU-style estimate (nanoGPT's ``estimate_mfu``): FLOPs per chunk counted analytically from
    the convolution and linear shapes (cross-checked with ``torch.utils.flop_counter``), times the
    measured chunks/s, over the FLOP/s of a large float32 matmul (and of a large 3x3 convolution)
-   on the same threads in the same run.
+   on the same threads in the same run. With ``--amp`` (bfloat16 autocast, ``train.amp``) the
+   peaks are bfloat16 too: the rate the hardware offers the precision the convolutions run in.
 4. The OpenMP wait policy: training and inference chunks/s (channels_last) in fresh processes,
    default against ``OMP_WAIT_POLICY=PASSIVE`` (read once, at start-up), 2 threads and 1.
 5. Epoch time shares: the real ``Loop.run_epoch`` on a synthetic packed store, with timers wrapped
    around chunk reads (``ChunkDataset.chunk_batch``), the embedding pass, k-means
    (``clustering.cluster``), the training pass and the Development pass.
 
-    python benchmarks/train_throughput.py [--quick] [--rounds R] [--utterances N] [--out ...]
+    python benchmarks/train_throughput.py [--quick] [--rounds R] [--utterances N]
+                                          [--device cpu|cuda] [--amp] [--out ...]
 
 The model is the library default (the reference encoder: 128 mels x 62 frames, channels
-32,32,64,64,128,128,128, joint clustering with K = 30, 11 chunks per utterance).
+32,32,64,64,128,128,128, joint clustering with K = 30, 11 chunks per utterance). ``--device`` and
+``--amp`` become the config overrides ``train.device`` and ``train.amp``, so every part (steps,
+peaks, epoch profile) runs on that device in that precision; on CUDA each timed call ends with
+``torch.cuda.synchronize()`` (kernels are asynchronous), and the OpenMP probe then only measures
+the host side.
 """
 
 from __future__ import annotations
@@ -57,6 +63,7 @@ import deepemocluster.train as train_module
 from deepemocluster import clustering
 from deepemocluster.config import load_config
 from deepemocluster.data.datasets import ChunkDataset
+from deepemocluster.engine import autocast
 from deepemocluster.losses import ccc_loss
 from deepemocluster.model import DeepEmoCluster, build_model
 from deepemocluster.train import Loop, build_data
@@ -64,6 +71,7 @@ from deepemocluster.train import Loop, build_data
 RESULTS = RESULTS_DIR / "train_throughput.json"
 THREADS = 2
 CL = torch.channels_last
+CPU = torch.device("cpu")
 
 
 @dataclass(frozen=True)
@@ -115,24 +123,31 @@ def set_threads(n: int = THREADS) -> None:
 # 1-2. Throughput
 
 
+def device_of(cfg: DictConfig) -> torch.device:
+    """The benchmark's device: ``train.device`` (``bench_config`` sets cpu unless overridden)."""
+    return torch.device(cfg.train.device)
+
+
 def make_model(cfg: DictConfig, n_mels: int, channels_last: bool) -> DeepEmoCluster:
     torch.manual_seed(0)
-    model = build_model(cfg, n_mels)
+    model = build_model(cfg, n_mels).to(device_of(cfg))
     return model.to(memory_format=CL) if channels_last else model
 
 
 def training_step(model: DeepEmoCluster, cfg: DictConfig, batch: int, n_mels: int) -> Callable:
     """One step on a fixed random batch, as ``Loop._train`` takes it."""
+    device = device_of(cfg)
     g = torch.Generator().manual_seed(0)
-    x = torch.randn(batch, cfg.chunking.frames, n_mels, generator=g)
-    labels = torch.randint(0, cfg.cluster.k, (batch,), generator=g)
-    targets = torch.randn(batch, len(cfg.model.attributes), generator=g)
+    x = torch.randn(batch, cfg.chunking.frames, n_mels, generator=g).to(device)
+    labels = torch.randint(0, cfg.cluster.k, (batch,), generator=g).to(device)
+    targets = torch.randn(batch, len(cfg.model.attributes), generator=g).to(device)
     optimizer = torch.optim.Adam(model.parameters(), lr=cfg.optim.main.lr)
 
     def step() -> None:
         model.train()
-        aux, pred = model(x)
-        loss = F.cross_entropy(aux, labels) + ccc_loss(pred, targets)
+        with autocast(device, cfg.train.amp):
+            aux, pred = model(x)
+        loss = F.cross_entropy(aux.float(), labels) + ccc_loss(pred.float(), targets)
         optimizer.zero_grad(set_to_none=True)
         loss.backward()
         optimizer.step()
@@ -142,23 +157,33 @@ def training_step(model: DeepEmoCluster, cfg: DictConfig, batch: int, n_mels: in
 
 def inference_pass(model: DeepEmoCluster, cfg: DictConfig, n_mels: int) -> Callable:
     """One ``embed`` batch of ``train.eval_batch_chunks`` chunks, as ``embed_chunks`` runs it."""
-    x = torch.randn(cfg.train.eval_batch_chunks, cfg.chunking.frames, n_mels)
+    device = device_of(cfg)
+    x = torch.randn(cfg.train.eval_batch_chunks, cfg.chunking.frames, n_mels, device=device)
 
     @torch.inference_mode()
     def forward() -> None:
         model.eval()
-        model.embed(x)
+        with autocast(device, cfg.train.amp):
+            model.embed(x)
 
     return forward
 
 
-def seconds_per_call(fn: Callable[[], None], calls: int) -> list[float]:
+def seconds_per_call(fn: Callable[[], None], calls: int, device: torch.device = CPU) -> list[float]:
+    """Wall seconds of each call; on CUDA only once the queued kernels have finished."""
     times = []
     for _ in range(calls):
+        _synchronize(device)
         began = time.perf_counter()
         fn()
+        _synchronize(device)
         times.append(time.perf_counter() - began)
     return times
+
+
+def _synchronize(device: torch.device) -> None:
+    if device.type == "cuda":
+        torch.cuda.synchronize(device)
 
 
 def throughput(cfg: DictConfig, setup: Setup) -> dict:
@@ -168,7 +193,8 @@ def throughput(cfg: DictConfig, setup: Setup) -> dict:
     models = {v: make_model(cfg, setup.n_mels, cl) for v, cl in variants.items()}
     train = {v: training_step(m, cfg, setup.batch, setup.n_mels) for v, m in models.items()}
     infer = {v: inference_pass(m, cfg, setup.n_mels) for v, m in models.items()}
-    peak = peak_benchmarks(setup)
+    device = device_of(cfg)
+    peak = peak_benchmarks(setup, device, peak_dtype(cfg))
     for fns in (train, infer):  # warm-up: allocator, oneDNN primitive caches
         for fn in fns.values():
             fn()
@@ -176,10 +202,10 @@ def throughput(cfg: DictConfig, setup: Setup) -> dict:
     peaks: dict[str, list[float]] = {name: [] for name in peak}
     for _ in range(setup.rounds):
         for name, fn in peak.items():
-            peaks[name] += seconds_per_call(fn, 2)
+            peaks[name] += seconds_per_call(fn, 2, device)
         for v in variants:
-            times[f"train/{v}"] += seconds_per_call(train[v], setup.steps)
-            times[f"infer/{v}"] += seconds_per_call(infer[v], setup.steps)
+            times[f"train/{v}"] += seconds_per_call(train[v], setup.steps, device)
+            times[f"infer/{v}"] += seconds_per_call(infer[v], setup.steps, device)
     eval_batch = cfg.train.eval_batch_chunks
     rates = {
         key: _rate(t, setup.batch if key.startswith("train") else eval_batch)
@@ -187,10 +213,13 @@ def throughput(cfg: DictConfig, setup: Setup) -> dict:
     }
     flops = model_flops(cfg, setup.n_mels)
     peak_flops = {
-        "matmul": _flop_rate(peaks["matmul"], 2 * setup.matmul_n**3),
-        "conv3x3": _flop_rate(peaks["conv3x3"], 2 * _conv_peak_macs(setup)),
+        "matmul": flop_rate(peaks["matmul"], 2 * setup.matmul_n**3),
+        "conv3x3": flop_rate(peaks["conv3x3"], 2 * conv_peak_macs(setup.conv_batch)),
     }
     return {
+        "device": str(device),
+        "amp": cfg.train.amp,
+        "peak_dtype": str(peak_dtype(cfg)).removeprefix("torch."),
         "batch_chunks": setup.batch,
         "eval_batch_chunks": eval_batch,
         "rates": rates,
@@ -218,7 +247,7 @@ def _rate(times: list[float], chunks: int) -> dict:
     }
 
 
-def _flop_rate(times: list[float], flop: float) -> dict:
+def flop_rate(times: list[float], flop: float) -> dict:
     return {"gflop_per_s": flop / min(times) / 1e9, "seconds": times}
 
 
@@ -239,7 +268,7 @@ def channels_last_check(cfg: DictConfig, n_mels: int) -> dict:
                 model.encoder.blocks[0].register_forward_pre_hook(
                     lambda _m, args: (args[0].contiguous(memory_format=CL),)
                 )
-            model(torch.zeros(2, cfg.chunking.frames, n_mels))
+            model(torch.zeros(2, cfg.chunking.frames, n_mels, device=device_of(cfg)))
             key = f"model_{'cl' if model_cl else 'default'}/input_{'cl' if input_cl else 'as_is'}"
             out[key] = {"convs_channels_last": sum(flags), "convs": len(flags)}
     x = torch.zeros(2, cfg.chunking.frames, n_mels).unsqueeze(1)
@@ -298,12 +327,12 @@ def conv_macs(frames: int, n_mels: int, channels, strides) -> list[dict]:
 def flop_counter(cfg: DictConfig, n_mels: int) -> dict:
     """torch's own count for one chunk (forward; forward + backward), as a cross-check."""
     model = make_model(cfg, n_mels, False)
-    x = torch.zeros(1, cfg.chunking.frames, n_mels)
+    x = torch.zeros(1, cfg.chunking.frames, n_mels, device=device_of(cfg))
     model.eval()
     with FlopCounterMode(display=False) as fwd:
         model(x)
     model.train()
-    x2 = torch.zeros(2, cfg.chunking.frames, n_mels)  # batch 2: BatchNorm needs > 1 in training
+    x2 = torch.zeros(2, *x.shape[1:], device=x.device)  # batch 2: BatchNorm needs > 1 in training
     with FlopCounterMode(display=False) as both:
         aux, pred = model(x2)
         (aux.sum() + pred.sum()).backward()
@@ -313,22 +342,43 @@ def flop_counter(cfg: DictConfig, n_mels: int) -> dict:
     }
 
 
-def peak_benchmarks(setup: Setup) -> dict[str, Callable[[], None]]:
-    """A large float32 matmul and a large channels_last 3x3 convolution: what the cores deliver."""
-    n = setup.matmul_n
-    a, b = torch.randn(n, n), torch.randn(n, n)
-    conv = torch.nn.Conv2d(64, 64, 3, padding=1, bias=False).to(memory_format=CL)
-    x = torch.randn(setup.conv_batch, 64, 64, 64).contiguous(memory_format=CL)
+def peak_dtype(cfg: DictConfig) -> torch.dtype:
+    """The precision the convolutions run in: bfloat16 under ``train.amp``, else float32."""
+    return torch.bfloat16 if cfg.train.amp else torch.float32
+
+
+def peak_benchmarks(
+    setup: Setup, device: torch.device = CPU, dtype: torch.dtype = torch.float32
+) -> dict[str, Callable[[], None]]:
+    """A large matmul and a large channels_last 3x3 convolution: what the cores deliver."""
+    return {
+        "matmul": matmul_call(setup.matmul_n, device, dtype),
+        "conv3x3": conv_call(setup.conv_batch, device, dtype),
+    }
+
+
+def matmul_call(n: int, device: torch.device, dtype: torch.dtype) -> Callable[[], None]:
+    """An n x n by n x n product (2 n^3 FLOP), the usual yardstick of a machine's peak."""
+    a = torch.randn(n, n, device=device, dtype=dtype)
+    b = torch.randn(n, n, device=device, dtype=dtype)
+    return lambda: torch.mm(a, b)
+
+
+def conv_call(batch: int, device: torch.device, dtype: torch.dtype) -> Callable[[], None]:
+    """A 64 -> 64 channel 3x3 convolution on batch x 64 x 64 inputs (``conv_peak_macs``)."""
+    conv = torch.nn.Conv2d(64, 64, 3, padding=1, bias=False)
+    conv = conv.to(device=device, dtype=dtype, memory_format=CL)
+    x = torch.randn(batch, 64, 64, 64, device=device, dtype=dtype).contiguous(memory_format=CL)
 
     @torch.inference_mode()
-    def conv_call() -> None:
+    def call() -> None:
         conv(x)
 
-    return {"matmul": lambda: torch.mm(a, b), "conv3x3": conv_call}
+    return call
 
 
-def _conv_peak_macs(setup: Setup) -> int:
-    return setup.conv_batch * 64 * 64 * 64 * 64 * 9
+def conv_peak_macs(batch: int) -> int:
+    return batch * 64 * 64 * 64 * 64 * 9
 
 
 def utilisation(rates: dict, flops: dict, peak_flops: dict) -> dict:
@@ -367,16 +417,17 @@ def channels_last_rates(cfg: DictConfig, setup: Setup, threads: int) -> dict[str
     times: dict[str, list[float]] = {k: [] for k in fns}
     for _ in range(setup.rounds):
         for kind, fn in fns.items():
-            times[kind] += seconds_per_call(fn, setup.steps)
+            times[kind] += seconds_per_call(fn, setup.steps, device_of(cfg))
     return {kind: chunks[kind] / min(t) for kind, t in times.items()}
 
 
-def wait_policy_probe(quick: bool) -> dict:
-    """``channels_last_rates`` on 2 and 1 threads in fresh processes, per OpenMP wait policy."""
+def wait_policy_probe(args: list[str]) -> dict:
+    """``channels_last_rates`` on 2 and 1 threads in fresh processes, per OpenMP wait policy;
+    ``args`` are the parent's mode and device flags."""
     out = {}
     for policy in ("default", "PASSIVE"):
         env = {} if policy == "default" else {"OMP_WAIT_POLICY": policy}
-        out[policy] = run_child(Path(__file__), ["--probe", *(["--quick"] if quick else [])], env)
+        out[policy] = run_child(Path(__file__), ["--probe", *args], env)
     return out
 
 
@@ -500,7 +551,7 @@ def epoch_profiles(setup: Setup, workdir: Path) -> dict[str, dict]:
 
 def epoch_profile(cfg: DictConfig, corpus, workdir: Path) -> dict:
     data = build_data(corpus, cfg)
-    loop = Loop(cfg, data, torch.device("cpu"), workdir / f"run-{cfg.cluster.mode}")
+    loop = Loop(cfg, data, device_of(cfg), workdir / f"run-{cfg.cluster.mode}")
     profile = profile_epoch(loop)
     reads = sum(profile["chunks_read"].values())
     return {
@@ -523,7 +574,8 @@ def epoch_profile(cfg: DictConfig, corpus, workdir: Path) -> dict:
 # The run
 
 
-def run(setup: Setup, workdir: Path, quick: bool) -> dict:
+def run(setup: Setup, workdir: Path, flags: list[str]) -> dict:
+    """Every part in order; ``flags`` (``--quick``, ``--device``, ``--amp``) go to the probes."""
     set_threads()
     cfg = bench_config(setup.overrides)
     load_before = load_average()
@@ -542,10 +594,11 @@ def run(setup: Setup, workdir: Path, quick: bool) -> dict:
         },
         "throughput": throughput(cfg, setup),
         "epoch": epoch_profiles(setup, workdir),
-        "wait_policy": wait_policy_probe(quick),
+        "wait_policy": wait_policy_probe(flags),
     }
     result["machine"] = {
         **machine_info(("torch", "numpy", "faiss-cpu")),
+        "accelerator": accelerator_name(device_of(cfg)),
         "loadavg_before": load_before,
         "loadavg_after": load_average(),
     }
@@ -553,11 +606,16 @@ def run(setup: Setup, workdir: Path, quick: bool) -> dict:
     return result
 
 
+def accelerator_name(device: torch.device) -> str | None:
+    return torch.cuda.get_device_name(device) if device.type == "cuda" else None
+
+
 def print_table(r: dict) -> None:
     t, m = r["throughput"], r["model"]
     print(
         f"encoder {m['channels']} on {m['frames']}x{m['n_mels']}, {m['parameters'] / 1e6:.2f} M "
-        f"parameters; {r['threads']} threads; load {r['machine']['loadavg_before']}"
+        f"parameters; {r['threads']} threads; device {t['device']}, amp {t['amp']}; "
+        f"load {r['machine']['loadavg_before']}"
     )
     print(f"{'':34}{'chunks/s':>10}{'median':>9}{'GFLOP/s':>9}{'of matmul':>11}")
     for key, rate in t["rates"].items():
@@ -615,10 +673,16 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--quick", action="store_true", help="a toy encoder, seconds")
     parser.add_argument("--rounds", type=int, default=None, help="interleaved timing rounds")
     parser.add_argument("--utterances", type=int, default=None, help="epoch profile corpus size")
+    parser.add_argument("--device", choices=("cpu", "cuda"), default="cpu")
+    parser.add_argument("--amp", action="store_true", help="bfloat16 autocast (train.amp=true)")
     parser.add_argument("--out", type=Path, default=RESULTS, help="JSON results file")
     parser.add_argument("--probe", action="store_true", help=argparse.SUPPRESS)  # child process
     args = parser.parse_args(argv)
     setup = QUICK if args.quick else FULL
+    precision = (f"train.device={args.device}", f"train.amp={str(args.amp).lower()}")
+    setup = replace(setup, overrides=(*setup.overrides, *precision))
+    flags = [*(["--quick"] if args.quick else []), "--device", args.device]
+    flags += ["--amp"] if args.amp else []
     if args.probe:  # a short measurement: two steps of each kind per thread count
         setup = replace(setup, rounds=1, steps=min(setup.steps, 2))
         cfg = bench_config(setup.overrides)
@@ -634,7 +698,7 @@ def main(argv: list[str] | None = None) -> int:
         utterances=args.utterances or setup.utterances,
     )
     with tempfile.TemporaryDirectory(prefix="bench-train-") as workdir:
-        result = run(setup, Path(workdir), args.quick)
+        result = run(setup, Path(workdir), flags)
     result["mode"] = "quick" if args.quick else "full"
     result["command"] = " ".join([Path(sys.argv[0]).name, *(argv or sys.argv[1:])])
     print_table(result)
