@@ -181,7 +181,7 @@ def _finetune(cfg: DictConfig, init_state: dict | None, name: str, parent_id: st
     try:
         tracker.log_params(flatten(ft_cfg))
         tracker.set_tags({"data_fingerprint": corpus.fingerprint, "run_dir": str(run_dir)})
-        loop = Loop(ft_cfg, data, select_device(cfg.train.device), run_dir)
+        loop = Loop(ft_cfg, data, select_device(cfg.train.device, cfg.train.amp), run_dir)
         if init_state is not None:
             loop.model.load_state_dict(init_state["model"])
         n_blocks = len(loop.model.encoder.blocks)
