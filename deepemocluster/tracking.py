@@ -30,6 +30,7 @@ os.environ.setdefault("MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR", "false")
 import mlflow  # noqa: E402
 import mlflow.pyfunc  # noqa: E402
 import pandas as pd  # noqa: E402  (mlflow's own dependency; the pyfunc model's data type)
+from mlflow.exceptions import MlflowException  # noqa: E402
 from mlflow.tracking import MlflowClient  # noqa: E402
 
 _MAX_PARAM_LENGTH = 6000
@@ -79,13 +80,8 @@ class Tracker:
         self.uri = uri
         self.client = MlflowClient(uri)
         try:
-            exp = self.client.get_experiment_by_name(experiment)
-            self.experiment_id = (
-                exp.experiment_id
-                if exp
-                else self.client.create_experiment(
-                    experiment, artifact_location=_artifact_location(uri, artifacts_dir, experiment)
-                )
+            self.experiment_id = _experiment_id(
+                self.client, experiment, _artifact_location(uri, artifacts_dir, experiment)
             )
         except Exception as e:  # mlflow raises many types for an unusable store
             raise TrackingError(
@@ -171,6 +167,23 @@ def download_checkpoint(uri: str, run_id: str, timeout_s: float = 10.0) -> Path:
         )
     except Exception as e:  # unknown run id, missing artifact, store errors
         raise TrackingError(f"cannot fetch the checkpoint of run {run_id!r} from {uri}: {e}") from e
+
+
+def _experiment_id(client: MlflowClient, name: str, artifact_location: str | None) -> str:
+    """The experiment's id, creating it when missing. Jobs started together against one server
+    race to create it: the loser finds the winner's experiment instead of failing."""
+    exp = client.get_experiment_by_name(name)
+    if exp is not None:
+        return exp.experiment_id
+    try:
+        return client.create_experiment(name, artifact_location=artifact_location)
+    except MlflowException as e:
+        if (
+            e.error_code != "RESOURCE_ALREADY_EXISTS"
+            or (exp := client.get_experiment_by_name(name)) is None
+        ):
+            raise
+        return exp.experiment_id
 
 
 def _artifact_location(uri: str, artifacts_dir: Path, experiment: str) -> str | None:
