@@ -133,16 +133,21 @@ class RssSampler:
 
     def _run(self) -> None:
         while not self._stop.wait(self.interval_s):
-            for key, value in rss_now_mib().items():
-                self.peak[key] = max(self.peak.get(key, 0.0), value)
+            self._sample()
+
+    def _sample(self) -> None:
+        for key, value in rss_now_mib().items():
+            self.peak[key] = max(self.peak.get(key, 0.0), value)
 
     def __enter__(self) -> RssSampler:
         self._thread.start()
         return self
 
     def __exit__(self, *exc) -> None:
+        """A last sample: a block shorter than the interval is still seen once."""
         self._stop.set()
         self._thread.join()
+        self._sample()
 
 
 class Stopwatch:

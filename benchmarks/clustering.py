@@ -63,11 +63,13 @@ def embeddings(n: int, d: int = DIM, seed: int = 0) -> np.ndarray:
 
 
 def ours(x: np.ndarray, k: int, seed: int, threads: int = THREADS) -> dict:
-    """The library step alone is timed; the inertia check after it is not."""
+    """The library step alone is timed, on a copy it may overwrite (as ``Loop`` hands over its
+    fresh embeddings); the copy and the inertia check after it are not timed."""
+    own = x.copy()
     clustering.set_threads(threads)
     try:
         began = time.perf_counter()
-        result = clustering.cluster(x, k, ITERATIONS, seed, pca_dim=0, l2_normalize=True)
+        result = clustering.cluster(own, k, ITERATIONS, seed, pca_dim=0, l2_normalize=True)
         seconds = time.perf_counter() - began
     finally:
         clustering.set_threads(THREADS)

@@ -24,13 +24,26 @@ class Projection:
     bias: np.ndarray | None
     l2_normalize: bool
 
-    def __call__(self, x: np.ndarray) -> np.ndarray:
+    def __call__(self, x: np.ndarray, overwrite: bool = False) -> np.ndarray:
+        """Projected float32 rows. ``x`` is left unchanged unless ``overwrite`` is set; then,
+        without PCA, a float32 C-contiguous ``x`` is L2-normalised in place and returned (no
+        N x d copy)."""
         x = np.ascontiguousarray(x, dtype=np.float32)
         if self.matrix is not None:
-            x = x @ self.matrix.T + self.bias
+            x = x @ self.matrix.T
+            x += self.bias
+        elif self.l2_normalize and not overwrite:
+            x = x.copy()
         if self.l2_normalize:
-            x = x / np.maximum(np.linalg.norm(x, axis=1, keepdims=True), 1e-12)
-        return np.ascontiguousarray(x, dtype=np.float32)
+            l2_normalize_rows(x)
+        return x
+
+
+def l2_normalize_rows(x: np.ndarray) -> None:
+    """In place; the row norms come from einsum, which needs no N x d temporary of squares as
+    ``np.linalg.norm`` does. All-zero rows stay zero."""
+    norms = np.sqrt(np.einsum("ij,ij->i", x, x))
+    x /= np.maximum(norms, 1e-12)[:, None]
 
 
 @dataclass(frozen=True)
@@ -64,7 +77,7 @@ def run_kmeans(x: np.ndarray, k: int, iterations: int, seed: int) -> tuple[np.nd
     n, d = x.shape
     if n < k:
         raise ValueError(f"k-means needs at least k={k} points, got {n}")
-    if not np.isfinite(x).all():
+    if not all_finite(x):
         raise ValueError("k-means input contains NaN or Inf")
     km = faiss.Kmeans(
         d, k, niter=iterations, seed=seed, max_points_per_centroid=n, min_points_per_centroid=1
@@ -75,6 +88,11 @@ def run_kmeans(x: np.ndarray, k: int, iterations: int, seed: int) -> tuple[np.nd
     return ids[:, 0].astype(np.int64), km.centroids.copy()
 
 
+def all_finite(x: np.ndarray, block: int = 65536) -> bool:
+    """``np.isfinite(x).all()`` block by block: no N x d boolean temporary."""
+    return all(np.isfinite(x[s : s + block]).all() for s in range(0, len(x), block))
+
+
 def cluster(
     embeddings: np.ndarray,
     k: int,
@@ -83,9 +101,13 @@ def cluster(
     pca_dim: int = 0,
     l2_normalize: bool = True,
 ) -> Clustering:
+    """Fit the projection, project, run k-means. **May overwrite** ``embeddings``: without PCA a
+    float32 C-contiguous input is L2-normalised in place, so the N x d matrix, the largest array
+    of an epoch, exists once (callers hand over a fresh array they own; pass a copy otherwise)."""
     failpoint("cluster")
     projection = fit_projection(embeddings, pca_dim, l2_normalize)
-    assignments, centroids = run_kmeans(projection(embeddings), k, iterations, seed)
+    x = projection(embeddings, overwrite=True)
+    assignments, centroids = run_kmeans(x, k, iterations, seed)
     return Clustering(assignments, centroids, projection)
 
 

@@ -1,11 +1,22 @@
-"""Clustering and the uniform-cluster sampler, on planted data."""
+"""Clustering, the uniform-cluster sampler (on planted data), and the OpenMP setting of the package."""
 
 from __future__ import annotations
+
+import os
+import subprocess
+import sys
 
 import numpy as np
 import pytest
 
-from deepemocluster.clustering import assign, cluster, fit_projection, run_kmeans
+from deepemocluster.clustering import (
+    Projection,
+    all_finite,
+    assign,
+    cluster,
+    fit_projection,
+    run_kmeans,
+)
 from deepemocluster.data.samplers import ShuffledBatchSampler, UniformClusterSampler
 from deepemocluster.metrics import nmi
 
@@ -57,6 +68,42 @@ def test_kmeans_refuses_too_few_points_and_nan():
         run_kmeans(bad, 2, 10, 0)
 
 
+def test_cluster_normalises_its_input_in_place_without_pca():
+    x, labels = _blobs(3000, 8, 32)
+    before = x.copy()
+    result = cluster(x, k=8, iterations=20, seed=3)
+    np.testing.assert_allclose(np.linalg.norm(x, axis=1), 1.0, rtol=1e-5)  # overwritten
+    expected = before / np.linalg.norm(before, axis=1, keepdims=True)
+    np.testing.assert_allclose(x, expected, rtol=1e-5, atol=1e-7)
+    assert nmi(labels, result.assignments) > 0.9
+    np.testing.assert_array_equal(assign(x, result.centroids)[0], result.assignments)
+
+
+def test_cluster_leaves_its_input_alone_with_pca():
+    x, _ = _blobs(1000, 4, 32)
+    before = x.copy()
+    cluster(x, k=4, iterations=10, seed=0, pca_dim=8)
+    np.testing.assert_array_equal(x, before)
+
+
+def test_projection_copies_unless_told_to_overwrite():
+    x = np.array([[3.0, 4.0], [0.0, 0.0], [0.0, -2.0]], np.float32)
+    before = x.copy()
+    projection = Projection(None, None, l2_normalize=True)
+    y = projection(x)
+    np.testing.assert_array_equal(x, before)  # prediction and analysis keep their embeddings
+    np.testing.assert_allclose(y, [[0.6, 0.8], [0.0, 0.0], [0.0, -1.0]], rtol=1e-6)
+    assert projection(x, overwrite=True) is x
+    np.testing.assert_array_equal(x, y)
+
+
+def test_all_finite_looks_at_every_block():
+    x = np.ones((1000, 3), np.float32)
+    assert all_finite(x, block=64)
+    x[999, 2] = np.inf  # the last, partial block
+    assert not all_finite(x, block=64)
+
+
 def test_assign_returns_nearest_centroid_and_distance():
     centroids = np.array([[0.0, 0.0], [10.0, 0.0]], np.float32)
     ids, dist = assign(np.array([[1.0, 0.0], [9.0, 3.0]], np.float32), centroids)
@@ -102,3 +149,14 @@ def test_shuffled_sampler_repeats_passes_to_fill_an_epoch():
     assert len(served) == 25
     counts = np.bincount(served, minlength=10)
     assert counts.min() == 2 and counts.max() == 3  # whole passes first, then part of one
+
+
+@pytest.mark.parametrize("given, expected", [(None, "PASSIVE"), ("ACTIVE", "ACTIVE")])
+def test_the_package_sets_a_passive_openmp_wait_policy_unless_told(given, expected):
+    env = {k: v for k, v in os.environ.items() if k != "OMP_WAIT_POLICY"}
+    if given is not None:
+        env["OMP_WAIT_POLICY"] = given
+    code = "import deepemocluster, os, sys; sys.stdout.write(os.environ['OMP_WAIT_POLICY'])"
+    out = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True)
+    assert out.returncode == 0, out.stderr
+    assert out.stdout == expected
