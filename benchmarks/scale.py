@@ -70,7 +70,7 @@ from omegaconf import DictConfig
 from train_throughput import QUICK, bench_config, profile_epoch
 
 from deepemocluster import clustering
-from deepemocluster.data.datasets import ArrayRows
+from deepemocluster.data.features import ArrayRows
 from deepemocluster.train import Loop, build_data
 
 RESULTS = RESULTS_DIR / "scale.json"

@@ -6,19 +6,25 @@ from __future__ import annotations
 import gc
 import os
 import pickle
-import re
 from pathlib import Path
 
 import numpy as np
 import pytest
 import torch
+from memory_probe import mapped_rss_kib
 from torch.utils.data import BatchSampler, DataLoader
 
 from deepemocluster.config import load_config
 from deepemocluster.data.chunking import chunk_starts
 from deepemocluster.data.corpus import hide_labels, load_corpus
-from deepemocluster.data.datasets import ArrayRows, ChunkBatches, ChunkDataset, StoreFile
-from deepemocluster.data.features import FeatureSettings, FeatureStore, PackedFeatures
+from deepemocluster.data.datasets import ChunkBatches, ChunkDataset
+from deepemocluster.data.features import (
+    ArrayRows,
+    FeatureSettings,
+    FeatureStore,
+    PackedFeatures,
+    StoreFile,
+)
 from deepemocluster.data.manifest import UNLABELLED_SPLIT, Utterance
 from deepemocluster.errors import TooManyBadFilesError
 
@@ -230,9 +236,9 @@ def test_streamed_store_serves_the_same_tensors_as_the_in_ram_path(store_pack):
 def test_reads_leave_the_store_pages_out_of_this_process(store_pack):
     ds = store_dataset(store_pack, range(len(STORE_LENGTHS)))
     ds.chunk_batch(np.arange(ds.n_total_chunks))
-    assert _mapped_rss_kib(store_pack.frames.filename) == 0
+    assert mapped_rss_kib(store_pack.frames.filename) == 0
     np.array(store_pack.frames)  # reading through the memory map, as the old path did, maps pages
-    assert _mapped_rss_kib(store_pack.frames.filename) > 0
+    assert mapped_rss_kib(store_pack.frames.filename) > 0
 
 
 def test_a_pickled_dataset_carries_the_path_not_the_frames(store_pack):
@@ -300,17 +306,6 @@ def _link(fd: Path) -> str | None:
         return os.readlink(fd)
     except OSError:  # closed between listing and reading
         return None
-
-
-def _mapped_rss_kib(path: str) -> int:
-    """Resident KiB of this process's memory maps of ``path`` (/proc/self/smaps)."""
-    total, inside = 0, False
-    for line in Path("/proc/self/smaps").read_text().splitlines():
-        if re.match(r"[0-9a-f]+-[0-9a-f]+ ", line):  # the header line of the next mapping
-            inside = line.rstrip().endswith(os.path.realpath(path))
-        elif inside and line.startswith("Rss:"):
-            total += int(line.split()[1])
-    return total
 
 
 # --- load_corpus from a config ---------------------------------------------------------------

@@ -15,6 +15,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from memory_probe import mapped_rss_kib
 
 import deepemocluster
 from deepemocluster.config import load_config
@@ -320,6 +321,7 @@ def test_normalisation_is_mean_and_std_of_the_train_frames(tmp_path, good_files)
     other_mean, _ = store.normalisation(packed, [1, 4])
     assert not np.allclose(other_mean, mean)
     assert len(list((store.dir / "packed").glob("stats-*.npz"))) == 2
+    assert mapped_rss_kib(packed.frames.filename) == 0  # read like batches, not through the map
 
 
 def test_normalisation_std_is_floored_for_constant_bins(tmp_path, write_audio):

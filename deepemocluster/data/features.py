@@ -17,8 +17,10 @@ from __future__ import annotations
 
 import hashlib
 import json
+import mmap
 import os
 import sys
+import weakref
 from collections.abc import Iterator, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import asdict, dataclass
@@ -79,6 +81,70 @@ class PackedFeatures:
 
     def utterance(self, i: int) -> np.ndarray:
         return self.frames[self.offsets[i] : self.offsets[i + 1]]
+
+
+class StoreFile:
+    """Rows of a float32 ``.npy`` store, read with ``os.preadv`` into the caller's buffer.
+
+    The descriptor is opened on first use in each process, because DataLoader workers may be
+    forked (a child closes its inherited copy) or spawned, and a pickled copy carries none. It is
+    closed by ``close()``, or when the object is collected.
+    """
+
+    def __init__(self, path: str, header: int, row_bytes: int) -> None:
+        self.path, self.header, self.row_bytes = path, header, row_bytes
+        self._fd: int | None = None
+        self._pid: int | None = None
+        self._closer: weakref.finalize | None = None
+
+    def read(self, dst: np.ndarray, first_row: int) -> None:
+        """Fill ``dst`` (C-contiguous float32 rows) from row ``first_row`` on."""
+        view = memoryview(dst).cast("B")
+        offset = self.header + first_row * self.row_bytes
+        fd = self._descriptor()
+        while view:  # a regular file may still return short reads; 0 bytes means the end
+            n = os.preadv(fd, [view], offset)
+            if n == 0:
+                raise EOFError(f"{self.path}: the store ends before byte {offset}")
+            view, offset = view[n:], offset + n
+
+    def close(self) -> None:
+        if self._closer is not None:
+            self._closer()
+        self._fd = self._pid = self._closer = None
+
+    def _descriptor(self) -> int:
+        if self._pid != os.getpid():
+            self.close()
+            self._fd, self._pid = os.open(self.path, os.O_RDONLY), os.getpid()
+            self._closer = weakref.finalize(self, os.close, self._fd)
+        return self._fd
+
+    def __getstate__(self) -> dict:
+        return {"path": self.path, "header": self.header, "row_bytes": self.row_bytes}
+
+    def __setstate__(self, state: dict) -> None:
+        self.__init__(**state)
+
+
+class ArrayRows:
+    """Rows of an in-RAM array (features computed for prediction), copied by slicing."""
+
+    def __init__(self, frames: np.ndarray) -> None:
+        self.frames = frames
+
+    def read(self, dst: np.ndarray, first_row: int) -> None:
+        dst[:] = self.frames[first_row : first_row + len(dst)]
+
+
+def row_source(frames: np.ndarray) -> StoreFile | ArrayRows:
+    """``StoreFile`` for a whole-file float32 memory map (how ``FeatureStore.pack`` opens a
+    store), else ``ArrayRows``. A view of a map keeps the map's ``offset`` but not its first
+    row, so only an array whose buffer is the map itself counts as the whole file."""
+    whole_map = isinstance(frames, np.memmap) and isinstance(frames.base, mmap.mmap)
+    if whole_map and frames.dtype == np.float32 and frames.flags.c_contiguous:
+        return StoreFile(str(frames.filename), int(frames.offset), frames.strides[0])
+    return ArrayRows(frames)
 
 
 @dataclass(frozen=True)
@@ -217,11 +283,16 @@ def _extract_one(job: tuple[FeatureStore, str, str]) -> tuple[str, str, str | No
 def _streamed_mean_std(
     packed: PackedFeatures, indices: Sequence[int]
 ) -> tuple[np.ndarray, np.ndarray]:
+    """Per-bin mean and std over the ``indices`` utterances, one utterance in memory at a time
+    (read like training batches, so the store's pages stay out of RSS)."""
+    source = row_source(packed.frames)
     total = np.zeros(packed.frames.shape[1])
     total_sq = np.zeros_like(total)
     count = 0
     for i in indices:
-        x = packed.utterance(i).astype(np.float64)
+        x = np.empty((packed.offsets[i + 1] - packed.offsets[i], len(total)), dtype=np.float32)
+        source.read(x, int(packed.offsets[i]))
+        x = x.astype(np.float64)
         total += x.sum(axis=0)
         total_sq += np.square(x).sum(axis=0)
         count += x.shape[0]
