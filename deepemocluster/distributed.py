@@ -71,17 +71,19 @@ def shard(ids: np.ndarray, world: World) -> np.ndarray:
 def gather_rows(rows: np.ndarray, world: World) -> np.ndarray | None:
     """Every rank's float32 (n_r, d) shard, stacked in rank order on rank 0 (None elsewhere).
 
-    Shard sizes go round first, then one gather of shards padded to the largest: a single
-    (size × largest, d) buffer on rank 0, compacted in place, so the matrix exists once."""
+    Shapes go round first (an empty shard may not know d), then one gather of shards padded to
+    the largest: a single (size × largest, d) buffer on rank 0, compacted in place, so the
+    matrix exists once."""
     if not world.enabled:
         return rows
     dev = world.comm_device
-    sizes = [torch.zeros(1, dtype=torch.int64, device=dev) for _ in range(world.size)]
-    dist.all_gather(sizes, torch.tensor([len(rows)], device=dev))
-    counts = [int(s.item()) for s in sizes]
-    largest, width = max(counts), rows.shape[1]
+    shapes = [torch.zeros(2, dtype=torch.int64, device=dev) for _ in range(world.size)]
+    dist.all_gather(shapes, torch.tensor(rows.shape, dtype=torch.int64, device=dev))
+    counts = [int(s[0]) for s in shapes]
+    largest, width = max(counts), max(int(s[1]) for s in shapes)
     mine = torch.zeros(largest, width, dtype=torch.float32, device=dev)
-    mine[: len(rows)] = torch.from_numpy(rows)
+    if len(rows):
+        mine[: len(rows)] = torch.from_numpy(rows)
     if not world.is_main:
         dist.gather(mine, None, dst=0)
         return None
