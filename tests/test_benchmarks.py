@@ -227,3 +227,20 @@ def test_scale_benchmark_quick(tmp_path):
     assert math.isclose(verdicts["peak_rss_growth_less_embeddings"], less - 1)
     assert png.stat().st_size > 1000 and png.read_bytes()[:4] == b"\x89PNG"
     assert not any(tmp_path.glob("bench-scale-*"))  # stores are deleted
+
+
+@pytest.mark.slow
+def test_ddp_scaling_benchmark_quick(tmp_path):
+    stdout, result = _run_quick("ddp_scaling.py", tmp_path / "ddp.json", "--cores", "2")
+    assert "speed-up" in stdout
+    assert result["benchmark"] == "ddp_scaling" and result["mode"] == "quick"
+    _machine_ok(result["machine"])
+    one, two = result["settings"]
+    assert (one["ranks"], one["threads_per_rank"]) == (1, 2)
+    assert (two["ranks"], two["threads_per_rank"]) == (2, 1)
+    for s in (one, two):
+        assert len(s["epoch_s"]) == result["epochs"] == 2  # one logged epoch time per epoch
+        assert all(t > 0 for t in s["epoch_s"]) and s["mean_epoch_s"] == s["epoch_s"][1]
+        assert math.isfinite(s["test_ccc_mean"]) and s["wall_s"] > s["mean_epoch_s"]
+    assert one["speedup_vs_1_rank"] == 1.0
+    assert two["speedup_vs_1_rank"] == pytest.approx(one["mean_epoch_s"] / two["mean_epoch_s"])

@@ -1,0 +1,136 @@
+"""Epoch time against the number of torchrun ranks on one machine, at a fixed total thread budget.
+
+Each setting trains ``configs/default.yaml`` on the demo corpus for a few epochs: 1 rank as
+``python -m deepemocluster.train``, R ranks as ``torchrun --standalone --nproc_per_node=R``, each
+rank with ``cores // R`` torch threads, so every setting uses the same cores. The epoch time is
+the run's logged ``time/epoch_s`` (set-up, the final clustering and the report excluded),
+averaged over all epochs but the first. The speed-up is against 1 rank in the same run. Test1
+CCC is reported beside it: a different number of ranks is a different (per-rank BatchNorm)
+trajectory, not the same run faster.
+
+    python benchmarks/ddp_scaling.py [--quick] [--ranks 1 2] [--cores N] [--epochs E] [--out ...]
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import numpy as np
+from _common import RESULTS_DIR, load_average, machine_info, write_results
+from mlflow.tracking import MlflowClient
+
+ROOT = Path(__file__).resolve().parents[1]
+# a small demo corpus and encoder, seconds per run, for the test suite
+QUICK = (
+    "data.demo.n_train=48",
+    "data.demo.n_dev=16",
+    "data.demo.n_test=16",
+    "data.demo.n_unlabelled=24",
+    "data.demo.n_speakers=12",
+    "features.n_mels=32",
+    "chunking.n_chunks=3",
+    "model.channels=[4,8,8,16]",
+    "model.strides=[1,2,2,2]",
+    "model.embed_dim=32",
+    "model.head_dim=32",
+    "train.batch_utterances=8",
+    "cluster.k=4",
+)
+
+
+def command(ranks: int, overrides: list[str]) -> list[str]:
+    train = ["-m", "deepemocluster.train", "--config", str(ROOT / "configs" / "default.yaml")]
+    if ranks == 1:
+        return [sys.executable, *train, *overrides]
+    launcher = ["-m", "torch.distributed.run", "--standalone", f"--nproc_per_node={ranks}"]
+    return [sys.executable, *launcher, *train, *overrides]
+
+
+def run_setting(
+    ranks: int, cores: int, epochs: int, workdir: Path, extra: list[str], name: str = ""
+) -> dict:
+    """One training run; its epoch times as MLflow logged them."""
+    name = name or f"ranks-{ranks}"
+    overrides = [
+        f"data.root={workdir / 'demo'}",
+        f"features.store={workdir / 'features'}",
+        f"tracking.runs_dir={workdir / 'runs'}",
+        f"tracking.run_name={name}",
+        f"train.epochs={epochs}",
+        f"train.threads={max(1, cores // ranks)}",
+        *extra,
+    ]
+    began = time.perf_counter()
+    proc = subprocess.run(command(ranks, overrides), capture_output=True, text=True, cwd=ROOT)
+    wall = time.perf_counter() - began
+    if proc.returncode != 0:
+        raise RuntimeError(f"{name} failed ({proc.returncode}):\n{proc.stderr[-3000:]}")
+    client = MlflowClient(f"sqlite:///{workdir / 'runs' / 'mlflow.db'}")
+    (found,) = client.search_runs(
+        [client.get_experiment_by_name("deepemocluster").experiment_id],
+        filter_string=f"attributes.run_name = '{name}'",
+    )
+    history = client.get_metric_history(found.info.run_id, "time/epoch_s")
+    epoch_s = [m.value for m in sorted(history, key=lambda m: m.step)]
+    return {
+        "ranks": ranks,
+        "threads_per_rank": max(1, cores // ranks),
+        "epoch_s": epoch_s,
+        "mean_epoch_s": float(np.mean(epoch_s[1:] or epoch_s)),
+        "test_ccc_mean": found.data.metrics["test/ccc_mean"],
+        "wall_s": wall,
+    }
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--quick", action="store_true", help="tiny corpus and encoder, seconds")
+    parser.add_argument("--ranks", type=int, nargs="+", default=[1, 2])
+    parser.add_argument("--cores", type=int, default=len(os.sched_getaffinity(0)))
+    parser.add_argument("--epochs", type=int, default=None, help="default 4 (quick: 2)")
+    parser.add_argument("--out", type=Path, default=RESULTS_DIR / "ddp_scaling.json")
+    args = parser.parse_args(argv)
+    epochs = args.epochs or (2 if args.quick else 4)
+    extra = list(QUICK) if args.quick else []
+    load_before = load_average()
+    with tempfile.TemporaryDirectory(prefix="bench-ddp-") as workdir:
+        # the corpus and features first, so no setting pays for them or waits for rank 0's
+        run_setting(1, args.cores, 1, Path(workdir), extra, name="warm-up")
+        rows = [run_setting(r, args.cores, epochs, Path(workdir), extra) for r in args.ranks]
+    base = next((r["mean_epoch_s"] for r in rows if r["ranks"] == 1), None)
+    for r in rows:
+        r["speedup_vs_1_rank"] = None if base is None else base / r["mean_epoch_s"]
+    result = {
+        "benchmark": "ddp_scaling",
+        "mode": "quick" if args.quick else "full",
+        "config": "configs/default.yaml",
+        "overrides": extra,
+        "cores": args.cores,
+        "epochs": epochs,
+        "settings": rows,
+        "machine": {
+            **machine_info(("torch",)),
+            "loadavg_before": load_before,
+            "loadavg_after": load_average(),
+        },
+    }
+    write_results(result, args.out)
+    print(f"{args.cores} cores, {epochs} epochs, load {load_before}")
+    print(f"{'ranks':>6}{'threads':>9}{'epoch s':>10}{'speed-up':>10}{'Test1 CCC':>11}")
+    for r in rows:
+        speedup = "" if r["speedup_vs_1_rank"] is None else f"{r['speedup_vs_1_rank']:.2f}x"
+        print(
+            f"{r['ranks']:>6}{r['threads_per_rank']:>9}{r['mean_epoch_s']:>10.2f}"
+            f"{speedup:>10}{r['test_ccc_mean']:>11.3f}"
+        )
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
