@@ -30,8 +30,11 @@ FRAMES_PER_SECOND = 16000 / 256  # the default feature settings: 16 kHz, hop 256
 # Machine and results
 
 
-def machine_info(packages: tuple[str, ...] = ("torch", "numpy")) -> dict:
-    """CPU, platform, package versions and BLAS/OpenMP thread counts of this process."""
+def machine_info(
+    packages: tuple[str, ...] = ("torch", "numpy"), load_before: list[float] | None = None
+) -> dict:
+    """CPU, platform, package versions and BLAS/OpenMP thread counts of this process; with
+    ``load_before`` (taken when the measurement began) also the load average before and now."""
     info = {
         "cpu_count": os.cpu_count(),
         "usable_cpus": len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else None,
@@ -51,6 +54,8 @@ def machine_info(packages: tuple[str, ...] = ("torch", "numpy")) -> dict:
         info["blas_threads"] = {p["internal_api"]: p["num_threads"] for p in threadpool_info()}
     except ImportError:
         pass
+    if load_before is not None:
+        info["loadavg_before"], info["loadavg_after"] = load_before, load_average()
     return info
 
 

@@ -184,11 +184,7 @@ def run(sizes: list[int], ks: list[int], reps: int, skip: set, probe: tuple[int,
         "cells": cells,
         "wait_policy": wait_policy,
         "wall_s": time.perf_counter() - began,
-        "machine": {
-            **machine_info(("torch", "numpy", "faiss-cpu", "scikit-learn")),
-            "loadavg_before": load_before,
-            "loadavg_after": load_average(),
-        },
+        "machine": machine_info(("torch", "numpy", "faiss-cpu", "scikit-learn"), load_before),
     }
 
 

@@ -114,11 +114,7 @@ def main(argv: list[str] | None = None) -> int:
         "cores": args.cores,
         "epochs": epochs,
         "settings": rows,
-        "machine": {
-            **machine_info(("torch",)),
-            "loadavg_before": load_before,
-            "loadavg_after": load_average(),
-        },
+        "machine": machine_info(("torch",), load_before),
     }
     write_results(result, args.out)
     print(f"{args.cores} cores, {epochs} epochs, load {load_before}")

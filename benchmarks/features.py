@@ -328,11 +328,7 @@ def run(n_files: int, reps: int, workdir: Path, extras: bool = True) -> dict:
     ratio = target_run["ratio_to_raw"]
     return {
         "benchmark": "features",
-        "machine": {
-            **machine_info(("torch", "librosa", "numpy", "soundfile")),
-            "loadavg_before": load_before,
-            "loadavg_after": os.getloadavg(),
-        },
+        "machine": machine_info(("torch", "librosa", "numpy", "soundfile"), load_before),
         "settings": asdict(settings),
         "corpus": {
             "source": source,

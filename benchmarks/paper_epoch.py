@@ -355,10 +355,8 @@ def run(setup: Setup, workdir: Path, quick: bool) -> dict:
         "summary": summary,
         "verdicts": verdicts(summary),
         "machine": {
-            **machine_info(("torch", "numpy", "faiss-cpu")),
+            **machine_info(("torch", "numpy", "faiss-cpu"), load_before),
             "omp_wait_policy": os.environ.get("OMP_WAIT_POLICY"),
-            "loadavg_before": load_before,
-            "loadavg_after": load_average(),
         },
         "wall_s": time.perf_counter() - began,
     }

@@ -320,11 +320,7 @@ def run(setup: Setup, workdir: Path, flags: list[str]) -> dict:
         "sizes": rows,
         "verdicts": verdicts(rows),
         "wall_s": time.perf_counter() - began,
-        "machine": {
-            **machine_info(("torch", "numpy", "faiss-cpu")),
-            "loadavg_before": load_before,
-            "loadavg_after": load_average(),
-        },
+        "machine": machine_info(("torch", "numpy", "faiss-cpu"), load_before),
     }
 
 

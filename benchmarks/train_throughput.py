@@ -597,10 +597,8 @@ def run(setup: Setup, workdir: Path, flags: list[str]) -> dict:
         "wait_policy": wait_policy_probe(flags),
     }
     result["machine"] = {
-        **machine_info(("torch", "numpy", "faiss-cpu")),
+        **machine_info(("torch", "numpy", "faiss-cpu"), load_before),
         "accelerator": accelerator_name(device_of(cfg)),
-        "loadavg_before": load_before,
-        "loadavg_after": load_average(),
     }
     result["wall_s"] = time.perf_counter() - began
     return result

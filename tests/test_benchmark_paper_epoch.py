@@ -3,39 +3,18 @@ precisions; timings are not judged."""
 
 from __future__ import annotations
 
-import json
 import math
-import subprocess
-import sys
-from pathlib import Path
 
 import pytest
+from bench_support import machine_ok, positive_finite, run_quick
 
-SCRIPT = Path(__file__).resolve().parent.parent / "benchmarks" / "paper_epoch.py"
 PRECISIONS = {"fp32": False, "bf16": True}
 PARTS = {"data_loading", "embedding_forward", "kmeans", "training_steps", "dev_forward", "other"}
 
 
-def _positive(value) -> bool:
-    return (
-        isinstance(value, int | float)
-        and not isinstance(value, bool)
-        and math.isfinite(value)
-        and value > 0
-    )
-
-
 @pytest.fixture(scope="module")
 def quick_run(tmp_path_factory) -> tuple[str, dict]:
-    out = tmp_path_factory.mktemp("paper_epoch") / "paper_epoch.json"
-    proc = subprocess.run(
-        [sys.executable, str(SCRIPT), "--quick", "--out", str(out)],
-        capture_output=True,
-        text=True,
-        timeout=600,
-    )
-    assert proc.returncode == 0, proc.stdout + proc.stderr
-    return proc.stdout, json.loads(out.read_text())
+    return run_quick("paper_epoch.py", tmp_path_factory.mktemp("paper_epoch") / "paper_epoch.json")
 
 
 @pytest.mark.slow
@@ -44,10 +23,7 @@ def test_header_machine_and_corpus(quick_run):
     assert "speed-up vs reference" in stdout
     assert result["benchmark"] == "paper_epoch" and result["mode"] == "quick"
     assert result["config"] == "configs/paper.yaml"
-    machine = result["machine"]
-    assert isinstance(machine["torch"], str) and machine["cpu_count"] >= 1
-    for key in ("loadavg_before", "loadavg_after"):
-        assert len(machine[key]) == 3 and all(v >= 0 for v in machine[key])
+    machine_ok(result["machine"])
     assert result["reference"]["epoch_s"] == pytest.approx(20.7 * 60)
     splits = result["corpus"]["splits"]
     assert set(splits) == {"Train", "Unlabelled", "Development", "Test1"}
@@ -67,7 +43,7 @@ def test_flops_and_peaks(quick_run):
         f"{p}/{k}" for p in PRECISIONS for k in ("matmul", "conv3x3")
     }
     for peak in result["peak_flops"].values():
-        assert _positive(peak["gflop_per_s"]) and peak["seconds"]
+        assert positive_finite(peak["gflop_per_s"]) and peak["seconds"]
 
 
 @pytest.mark.slow
@@ -85,7 +61,7 @@ def test_one_full_epoch_per_precision(quick_run):
         assert epoch["labelled_chunks"] + epoch["unlabelled_chunks"] == epoch["training_chunks"]
         memory = epoch["memory_mib"]
         for key in ("peak_rss", "peak_anon", "peak_file", "rss_before_epoch", "ru_maxrss"):
-            assert _positive(memory[key]), key
+            assert positive_finite(memory[key]), key
         assert memory["peak_rss"] >= max(memory["peak_anon"], memory["rss_before_epoch"])
 
 
@@ -108,14 +84,14 @@ def test_summary_and_verdicts(quick_run):
             "train_fraction_of_matmul",
             "epoch_gflop_per_s",
         ):
-            assert _positive(s[key]), (name, key)
+            assert positive_finite(s[key]), (name, key)
     assert result["summary"]["fp32"]["speedup_vs_fp32"] == 1.0
     probe = result["precision_probe"]
     assert set(probe["chunks_per_s"]) == {
         f"{k}/{p}" for k in ("train", "infer") for p in PRECISIONS
     }
-    assert all(_positive(v) for v in probe["chunks_per_s"].values())
-    assert all(_positive(v) for v in probe["bf16_over_fp32"].values())
+    assert all(positive_finite(v) for v in probe["chunks_per_s"].values())
+    assert all(positive_finite(v) for v in probe["bf16_over_fp32"].values())
     for verdict in result["verdicts"].values():
         assert set(verdict) == set(PRECISIONS)
         assert all(isinstance(v, bool) for v in verdict.values())

@@ -2,39 +2,17 @@
 
 from __future__ import annotations
 
-import json
 import math
-import subprocess
-import sys
-from pathlib import Path
 
 import pytest
-
-BENCHMARKS = Path(__file__).resolve().parent.parent / "benchmarks"
-
-
-def _positive_finite(value) -> bool:
-    return (
-        isinstance(value, int | float)
-        and not isinstance(value, bool)
-        and math.isfinite(value)
-        and value > 0
-    )
+from bench_support import machine_ok, positive_finite, run_quick
 
 
 @pytest.mark.slow
 def test_features_benchmark_quick(tmp_path):
-    out = tmp_path / "features.json"
-    proc = subprocess.run(
-        [sys.executable, str(BENCHMARKS / "features.py"), "--quick", "--out", str(out)],
-        capture_output=True,
-        text=True,
-        timeout=300,
-    )
-    assert proc.returncode == 0, proc.stdout + proc.stderr
-    assert "audio-s/s" in proc.stdout
+    stdout, result = run_quick("features.py", tmp_path / "features.json")
+    assert "audio-s/s" in stdout
 
-    result = json.loads(out.read_text())
     assert result["benchmark"] == "features"
     assert result["mode"] == "quick"
     for key in ("machine", "settings", "corpus", "raw_mel", "end_to_end", "pool_startup", "target"):
@@ -56,15 +34,15 @@ def test_features_benchmark_quick(tmp_path):
         "log_offset": 1e-6,
     }
     assert result["corpus"]["files"] >= 4
-    assert _positive_finite(result["corpus"]["audio_seconds"])
+    assert positive_finite(result["corpus"]["audio_seconds"])
 
     for figure in (result["raw_mel"], result["decode_only"]):
-        assert _positive_finite(figure["seconds"])
-        assert _positive_finite(figure["audio_s_per_s"])
+        assert positive_finite(figure["seconds"])
+        assert positive_finite(figure["audio_s_per_s"])
     assert set(result["end_to_end"]) == {"1", "2"}
     for figure in result["end_to_end"].values():
         for key in ("seconds", "audio_s_per_s", "ratio_to_raw"):
-            assert _positive_finite(figure[key]), key
+            assert positive_finite(figure[key]), key
         assert len(figure["all_seconds"]) == result["repetitions"]
 
     startup = result["pool_startup"]["seconds"]
@@ -79,30 +57,12 @@ def test_features_benchmark_quick(tmp_path):
     assert target["met"] is (target["ratio"] >= target["min_ratio"])
 
 
-def _run_quick(script: str, out: Path, *extra: str) -> tuple[str, dict]:
-    proc = subprocess.run(
-        [sys.executable, str(BENCHMARKS / script), "--quick", "--out", str(out), *extra],
-        capture_output=True,
-        text=True,
-        timeout=600,
-    )
-    assert proc.returncode == 0, proc.stdout + proc.stderr
-    return proc.stdout, json.loads(out.read_text())
-
-
-def _machine_ok(machine: dict) -> None:
-    assert machine["cpu_count"] >= 1
-    assert isinstance(machine["torch"], str) and machine["torch"]
-    for key in ("loadavg_before", "loadavg_after"):
-        assert len(machine[key]) == 3 and all(v >= 0 for v in machine[key])
-
-
 @pytest.mark.slow
 def test_train_throughput_benchmark_quick(tmp_path):
-    stdout, result = _run_quick("train_throughput.py", tmp_path / "train.json")
+    stdout, result = run_quick("train_throughput.py", tmp_path / "train.json")
     assert "chunks/s" in stdout
     assert result["benchmark"] == "train_throughput" and result["mode"] == "quick"
-    _machine_ok(result["machine"])
+    machine_ok(result["machine"])
 
     t = result["throughput"]
     assert set(t["rates"]) == {
@@ -112,7 +72,7 @@ def test_train_throughput_benchmark_quick(tmp_path):
         "infer/channels_last",
     }
     for rate in t["rates"].values():
-        assert _positive_finite(rate["chunks_per_s"]) and rate["seconds"]
+        assert positive_finite(rate["chunks_per_s"]) and rate["seconds"]
     assert set(t["channels_last_speedup"]) == {"train", "infer"}
     check = t["channels_last_check"]
     # the measured facts about memory formats, not timings: the model conversion reaches every
@@ -128,9 +88,9 @@ def test_train_throughput_benchmark_quick(tmp_path):
         # the analytic count leaves out BatchNorm/ReLU only: within 10 % of torch's own count
         assert abs(flops[key] / counter[key] - 1) < 0.1, key
     for peak in t["peak_flops"].values():
-        assert _positive_finite(peak["gflop_per_s"])
+        assert positive_finite(peak["gflop_per_s"])
     for u in t["utilisation"].values():
-        assert _positive_finite(u["fraction_of_matmul"])
+        assert positive_finite(u["fraction_of_matmul"])
 
     assert set(result["epoch"]) == {"joint", "two_stage"}
     for e in result["epoch"].values():
@@ -151,15 +111,15 @@ def test_train_throughput_benchmark_quick(tmp_path):
     for policy in ("default", "PASSIVE"):
         rates = result["wait_policy"][policy]
         assert set(rates) == {f"{k}_{n}_threads" for k in ("train", "infer") for n in (1, 2)}
-        assert all(_positive_finite(v) for v in rates.values())
+        assert all(positive_finite(v) for v in rates.values())
 
 
 @pytest.mark.slow
 def test_clustering_benchmark_quick(tmp_path):
-    stdout, result = _run_quick("clustering.py", tmp_path / "clustering.json")
+    stdout, result = run_quick("clustering.py", tmp_path / "clustering.json")
     assert "sk/faiss" in stdout
     assert result["benchmark"] == "clustering" and result["mode"] == "quick"
-    _machine_ok(result["machine"])
+    machine_ok(result["machine"])
     assert result["machine"]["faiss-cpu"] and result["machine"]["scikit-learn"]
     grid = result["grid"]
     assert len(result["cells"]) == len(grid["sizes"]) * len(grid["ks"])
@@ -167,34 +127,34 @@ def test_clustering_benchmark_quick(tmp_path):
         assert cell["d"] == 256
         assert set(cell["best_s"]) == {"ours", "ours_1_thread", "faiss", "sklearn"}
         for key in ("sklearn_over_faiss", "sklearn_over_faiss_per_iteration", "sklearn_over_ours"):
-            assert _positive_finite(cell[key]), key
+            assert positive_finite(cell[key]), key
         for run in cell["runs"]["faiss"] + cell["runs"]["sklearn"]:
             assert 1 <= run["iterations"] <= result["iterations"]
         # same start, same algorithm: both libraries reach the same objective
         assert abs(cell["inertia_faiss_over_sklearn"] - 1) < 0.01
     probe = result["wait_policy"]
     for policy in ("default", "PASSIVE"):
-        assert all(_positive_finite(v) for v in probe[policy]["best_s"].values())
+        assert all(positive_finite(v) for v in probe[policy]["best_s"].values())
 
 
 @pytest.mark.slow
 def test_scale_benchmark_quick(tmp_path):
     png = tmp_path / "scale.png"
-    stdout, result = _run_quick(
+    stdout, result = run_quick(
         "scale.py", tmp_path / "scale.json", "--plot", str(png), "--workdir", str(tmp_path)
     )
     assert "peak RSS MiB" in stdout
     assert result["benchmark"] == "scale" and result["mode"] == "quick"
-    _machine_ok(result["machine"])
+    machine_ok(result["machine"])
     sizes = result["setup"]["sizes"]
     assert [r["utterances"] for r in result["sizes"]] == sizes and len(sizes) >= 2
     for row in result["sizes"]:
-        assert row["training_chunks"] > 0 and _positive_finite(row["store_gib"])
-        assert _positive_finite(row["epoch_s"]) and row["extrapolated"]
+        assert row["training_chunks"] > 0 and positive_finite(row["store_gib"])
+        assert positive_finite(row["epoch_s"]) and row["extrapolated"]
         assert row["batches_run"] == result["setup"]["training_steps_run"] < row["batches_full"]
         memory = row["memory_mib"]
         for key in ("peak_rss", "ru_maxrss", "peak_anon", "peak_file", "embedding_matrix"):
-            assert _positive_finite(memory[key]), key
+            assert positive_finite(memory[key]), key
         assert memory["peak_rss"] >= memory["peak_anon"]  # VmHWM counts the anonymous pages too
         assert row["threads"]["torch"] >= 1 and row["threads"]["faiss"] >= 1
     probes = result["sizes"][-1]["read_probe"]
@@ -209,7 +169,7 @@ def test_scale_benchmark_quick(tmp_path):
         "pooled_epoch_s_per_1k_utterances",
         "corpus_passes_s_per_1k_utterances",
     ):
-        assert len(verdicts[key]) == len(sizes) and all(_positive_finite(v) for v in verdicts[key])
+        assert len(verdicts[key]) == len(sizes) and all(positive_finite(v) for v in verdicts[key])
     for key in (
         "rss_growth_below_20pct",
         "rss_growth_less_embeddings_below_20pct",
@@ -231,10 +191,10 @@ def test_scale_benchmark_quick(tmp_path):
 
 @pytest.mark.slow
 def test_ddp_scaling_benchmark_quick(tmp_path):
-    stdout, result = _run_quick("ddp_scaling.py", tmp_path / "ddp.json", "--cores", "2")
+    stdout, result = run_quick("ddp_scaling.py", tmp_path / "ddp.json", "--cores", "2")
     assert "speed-up" in stdout
     assert result["benchmark"] == "ddp_scaling" and result["mode"] == "quick"
-    _machine_ok(result["machine"])
+    machine_ok(result["machine"])
     one, two = result["settings"]
     assert (one["ranks"], one["threads_per_rank"]) == (1, 2)
     assert (two["ranks"], two["threads_per_rank"]) == (2, 1)
