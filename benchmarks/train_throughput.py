@@ -65,6 +65,7 @@ from deepemocluster.config import load_config
 from deepemocluster.data.datasets import ChunkDataset
 from deepemocluster.engine import autocast
 from deepemocluster.losses import ccc_loss
+from deepemocluster.microbatch import SplitStep
 from deepemocluster.model import DeepEmoCluster, build_model
 from deepemocluster.train import Loop, build_data
 
@@ -142,14 +143,14 @@ def training_step(model: DeepEmoCluster, cfg: DictConfig, batch: int, n_mels: in
     labels = torch.randint(0, cfg.cluster.k, (batch,), generator=g).to(device)
     targets = torch.randn(batch, len(cfg.model.attributes), generator=g).to(device)
     optimizer = torch.optim.Adam(model.parameters(), lr=cfg.optim.main.lr)
+    split = SplitStep(model, model, cfg.train.micro_batch_chunks, device, cfg.train.amp)
 
     def step() -> None:
         model.train()
-        with autocast(device, cfg.train.amp):
-            aux, pred = model(x)
-        loss = F.cross_entropy(aux.float(), labels) + ccc_loss(pred.float(), targets)
+        aux, pred = split.forward(x)
+        loss = F.cross_entropy(aux, labels) + ccc_loss(pred, targets)
         optimizer.zero_grad(set_to_none=True)
-        loss.backward()
+        split.backward(loss)
         optimizer.step()
 
     return step

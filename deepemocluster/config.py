@@ -152,7 +152,12 @@ class OptimConfig:
 class TrainConfig:
     epochs: int = 50
     batch_utterances: int = 64
-    eval_batch_chunks: int = 512  # inference batch for embedding and evaluation passes
+    # inference batch of the embedding and evaluation passes; on CPU a batch whose largest
+    # activation stays under glibc's 32 MiB mmap threshold runs fastest (docs/performance.md)
+    eval_batch_chunks: int = 128
+    # at most this many chunks through the network at once in a training step (0: the whole
+    # batch): exact whole-batch losses, BatchNorm per micro-batch; deepemocluster/microbatch.py
+    micro_batch_chunks: int = 0
     ce_weight: float = 1.0
     ccc_weight: float = 1.0
     patience: int = 0  # epochs without dev improvement before stopping; 0 = never stop early
@@ -229,6 +234,7 @@ _POSITIVE = (
     "train.eval_batch_chunks",
     "train.threads",
 )
+_NON_NEGATIVE = ("transfer.finetune_epochs", "train.micro_batch_chunks")
 
 
 def load_config(
@@ -301,6 +307,9 @@ def _validate(cfg: DictConfig) -> None:
     for key in _POSITIVE:
         if OmegaConf.select(cfg, key) <= 0:
             raise ConfigError(f"config key {key!r}: must be > 0, got {OmegaConf.select(cfg, key)}")
+    for key in _NON_NEGATIVE:
+        if OmegaConf.select(cfg, key) < 0:
+            raise ConfigError(f"config key {key!r}: must be >= 0, got {OmegaConf.select(cfg, key)}")
     if len(cfg.model.channels) != len(cfg.model.strides) or not cfg.model.channels:
         raise ConfigError(
             "config keys 'model.channels' and 'model.strides' must be non-empty lists of one length"
@@ -327,8 +336,6 @@ def _validate(cfg: DictConfig) -> None:
         raise ConfigError(
             "config key 'siamese.pairs_per_batch': need ≥ 2 (one same, one different)"
         )
-    if cfg.transfer.finetune_epochs < 0:
-        raise ConfigError("config key 'transfer.finetune_epochs': must be >= 0")
 
 
 def to_yaml(cfg: DictConfig) -> str:

@@ -42,7 +42,6 @@ from deepemocluster.data.samplers import (
 )
 from deepemocluster.engine import (
     LabelScaler,
-    autocast,
     ccc_report,
     embed_chunks,
     predict_utterances,
@@ -58,6 +57,7 @@ from deepemocluster.errors import (
 )
 from deepemocluster.losses import ccc_loss, contrastive_loss, relative_distance_loss
 from deepemocluster.metrics import nmi
+from deepemocluster.microbatch import SplitStep
 from deepemocluster.model import DeepEmoCluster, build_model
 from deepemocluster.model.siamese import pair_distance
 from deepemocluster.tracking import Tracker, resolve_uri
@@ -399,13 +399,11 @@ class Loop:
             "train/loss_pair": [],
             "train/loss_ccc": [],
         }
+        split = SplitStep(model, net, cfg.micro_batch_chunks, self.device, cfg.amp)
         for step, (x, ids) in enumerate(self._loader(batches)):
             if self.stop_signal is not None:
                 raise Interrupted(self.stop_signal)
-            with autocast(self.device, cfg.amp):
-                aux, pred = net(x.to(self.device))
-            aux = None if aux is None else aux.float()
-            pred = pred.float()
+            aux, pred = split.forward(x)
             loss = torch.zeros((), device=self.device)
             if labels is not None:
                 ce = F.cross_entropy(aux, torch.from_numpy(labels[ids.numpy()]).to(self.device))
@@ -433,7 +431,7 @@ class Loop:
                 loss = pred.sum() * 0.0  # under DDP every rank must join every step's all-reduce
             for opt in optimizers:
                 opt.zero_grad(set_to_none=True)
-            loss.backward()
+            split.backward(loss)
             for opt in optimizers:
                 opt.step()
         distributed.sync_buffers(model, self.world)

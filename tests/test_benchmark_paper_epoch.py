@@ -1,5 +1,5 @@
-"""benchmarks/paper_epoch.py runs end to end (quick mode) and writes well-formed results for both
-precisions; timings are not judged."""
+"""benchmarks/paper_epoch.py runs end to end (quick mode) and writes well-formed results for every
+variant; timings are not judged."""
 
 from __future__ import annotations
 
@@ -8,7 +8,9 @@ import math
 import pytest
 from bench_support import machine_ok, positive_finite, run_quick
 
-PRECISIONS = {"fp32": False, "bf16": True}
+PRECISIONS = ("fp32", "bf16")
+# variant: (amp, micro-batch chunks, embedding batch chunks)
+VARIANTS = {"paper": (True, 64, 64), "unsplit": (True, 0, 512), "fp32": (False, 32, 32)}
 PARTS = {"data_loading", "embedding_forward", "kmeans", "training_steps", "dev_forward", "other"}
 
 
@@ -47,12 +49,14 @@ def test_flops_and_peaks(quick_run):
 
 
 @pytest.mark.slow
-def test_one_full_epoch_per_precision(quick_run):
+def test_one_full_epoch_per_variant(quick_run):
     _, result = quick_run
-    assert set(result["epochs"]) == set(PRECISIONS) == set(result["summary"])
-    for name, amp in PRECISIONS.items():
+    assert set(result["epochs"]) == set(VARIANTS) == set(result["summary"])
+    for name, settings in VARIANTS.items():
         epoch = result["epochs"][name]
-        assert epoch["amp"] is amp
+        assert epoch["variant"] == name
+        assert (epoch["amp"], epoch["micro_batch_chunks"], epoch["eval_batch_chunks"]) == settings
+        assert epoch["batch_chunks"] > epoch["micro_batch_chunks"]  # the quick run splits too
         profile = epoch["profile"]
         assert not profile["extrapolated"] and profile["batches_run"] == profile["batches_full"] > 0
         # every training chunk is trained on and embedded once (two_stage: each stage its own)
@@ -76,22 +80,30 @@ def test_summary_and_verdicts(quick_run):
             "epoch_s",
             "speedup_vs_reference",
             "speedup_vs_reference_per_training_chunk",
-            "speedup_vs_fp32",
+            "speedup_vs_unsplit",
             "peak_rss_gib",
             "train_chunks_per_s",
             "embed_chunks_per_s",
             "train_gflop_per_s",
             "train_fraction_of_matmul",
+            "train_fraction_of_matmul_with_recompute",
             "epoch_gflop_per_s",
         ):
             assert positive_finite(s[key]), (name, key)
-    assert result["summary"]["fp32"]["speedup_vs_fp32"] == 1.0
-    probe = result["precision_probe"]
-    assert set(probe["chunks_per_s"]) == {
-        f"{k}/{p}" for k in ("train", "infer") for p in PRECISIONS
-    }
+    summary = result["summary"]
+    assert summary["unsplit"]["speedup_vs_unsplit"] == 1.0
+    # the recompute is counted for split steps only
+    paper, unsplit = summary["paper"], summary["unsplit"]
+    assert paper["train_fraction_of_matmul_with_recompute"] == pytest.approx(
+        paper["train_fraction_of_matmul"] * 4 / 3
+    )
+    assert unsplit["train_fraction_of_matmul_with_recompute"] == unsplit["train_fraction_of_matmul"]
+    probe = result["variant_probe"]
+    assert set(probe["chunks_per_s"]) == {f"{k}/{v}" for k in ("train", "infer") for v in VARIANTS}
     assert all(positive_finite(v) for v in probe["chunks_per_s"].values())
-    assert all(positive_finite(v) for v in probe["bf16_over_fp32"].values())
+    ratios = probe["over_unsplit"]
+    assert ratios["unsplit"] == {"train": 1.0, "infer": 1.0}
+    assert all(positive_finite(r) for v in ratios.values() for r in v.values())
     for verdict in result["verdicts"].values():
-        assert set(verdict) == set(PRECISIONS)
+        assert set(verdict) == set(VARIANTS)
         assert all(isinstance(v, bool) for v in verdict.values())
