@@ -13,17 +13,17 @@ segments). Its 3,900 utterances are split in MSP-Podcast v1.6's proportions (34,
 unlabelled, 5,958 Development, 10,124 Test): 1,480 labelled Train, 1,726 unlabelled, 257
 Development and 437 Test1. An epoch trains on Train + unlabelled and evaluates Development.
 
-Each variant runs ONE full ``Loop.run_epoch`` of ``paper.yaml`` (two_stage, K = 10, 11 chunks x
-62 frames, the reference encoder, 64 utterances per batch, 2 threads; ``paper`` as it is, the
-others with the overrides in ``VARIANTS``) in a fresh child process, so its ``VmHWM`` is the
-peak RSS of that run alone; RssAnon and RssFile are sampled. ``train_throughput.profile_epoch``
-splits the time (training steps, embedding, k-means, Development, chunk reads). FLOPs follow nanoGPT's ``estimate_mfu``: the convolutions' and linear
-layers' forward FLOPs per chunk, x 3 for forward + backward, times the training pass's chunks/s,
-over the FLOP/s of a large matmul measured in the same run and the same precision (a split
-step also runs one extra forward pass: reported beside, not as useful FLOPs). The epochs run one after
-the other, so the load may change between them: a short probe then times one training step and
-one embedding batch of each variant, interleaved in one process, for ratios that every variant
-measured under the same load.
+Each variant runs ONE full ``Loop.run_epoch`` of ``paper.yaml`` (two_stage, K = 10, 11 chunks x 62
+frames, the reference encoder, 64 utterances per batch, 2 threads; ``paper`` as it is, the others
+with the overrides in ``VARIANTS``) in a fresh child process, so its ``VmHWM`` is the peak RSS of
+that run alone; RssAnon and RssFile are sampled. ``train_throughput.profile_epoch`` splits the time
+(training steps, embedding, k-means, Development, chunk reads). FLOPs follow nanoGPT's
+``estimate_mfu``: the convolutions' and linear layers' forward FLOPs per chunk, x 3 for forward +
+backward, times the training pass's chunks/s, over the FLOP/s of a large matmul measured in the
+same run and the same precision (a split step also runs one extra forward pass: reported beside,
+not as useful FLOPs). The epochs run one after the other, so the load may change between them: a
+short probe then times one training step and one embedding batch of each variant, interleaved in
+one process, for ratios that every variant measured under the same load.
 
 Verdicts: an epoch >= 3x faster than the recorded 20.7 min; peak RSS <= 1 GiB; training FLOP/s
 within 2x of the matmul rate.
@@ -398,7 +398,7 @@ def print_table(r: dict) -> None:
         ("embedding chunks/s", "embed_chunks_per_s", ".1f", None),
         ("training GFLOP/s", "train_gflop_per_s", ".1f", None),
         ("  of matmul, same precision", "train_fraction_of_matmul", ".1%", None),
-        ("  with a split step's recompute", "train_fraction_of_matmul_with_recompute", ".1%", None),
+        ("  counting the recompute", "train_fraction_of_matmul_with_recompute", ".1%", None),
     ]
     print(f"{'':30}{'reference*':>12}" + "".join(f"{k:>12}" for k in s))
     for label, key, fmt, reference in rows:
