@@ -3,12 +3,11 @@
 
 from __future__ import annotations
 
-import socket
-
 import numpy as np
 import pytest
 import torch.distributed as dist
 import torch.multiprocessing as mp
+from loopback import free_port
 
 from deepemocluster import distributed
 from deepemocluster.data.samplers import ShardedBatches, ShuffledBatchSampler
@@ -37,12 +36,6 @@ def test_a_world_of_one_passes_everything_through():
     assert distributed.broadcast_object({"a": 1}, world) == {"a": 1}
 
 
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
 def _rank_main(rank: int, size: int, port: int, n: int, results) -> None:
     dist.init_process_group(
         "gloo", init_method=f"tcp://127.0.0.1:{port}", rank=rank, world_size=size
@@ -65,7 +58,7 @@ def _rank_main(rank: int, size: int, port: int, n: int, results) -> None:
 def test_gather_and_broadcasts_across_three_gloo_processes(n):
     with mp.Manager() as manager:
         results = manager.dict()
-        mp.spawn(_rank_main, args=(3, _free_port(), n, results), nprocs=3)
+        mp.spawn(_rank_main, args=(3, free_port(), n, results), nprocs=3)
         results = dict(results)
     ids = np.arange(n)
     expected = np.stack([ids * 10.0, ids + 0.5], axis=1)

@@ -5,13 +5,14 @@ chunks of activations for backward."""
 from __future__ import annotations
 
 import copy
-import socket
 
 import pytest
 import torch
 import torch.distributed as dist
 import torch.multiprocessing as mp
 import torch.nn.functional as F
+from loopback import free_port
+from memory_probe import saved_activation_rows
 from tiny_config import TINY
 
 from deepemocluster import distributed
@@ -106,22 +107,13 @@ def test_a_batch_within_the_limit_takes_one_ordinary_pass(setup):
 def test_no_saved_activation_spans_more_than_max_chunks(setup):
     cfg, model = setup
     x, labels, targets = make_batch(11, cfg)
-    saved_rows: list[int] = []
-    weights = {p.data_ptr() for p in model.parameters()}
-
-    def pack(t: torch.Tensor) -> torch.Tensor:
-        if t.dim() == 4 and t.data_ptr() not in weights:  # (chunks, channels, frames, mels)
-            saved_rows.append(t.shape[0])
-        return t
-
-    with torch.autograd.graph.saved_tensors_hooks(pack, lambda t: t):
+    with saved_activation_rows(model) as rows:
         split_step(model, x, labels, targets, max_chunks=4)
-    assert saved_rows and max(saved_rows) == 4  # 11 chunks as 4 + 4 + 3
+    assert rows and max(rows) == 4  # 11 chunks as 4 + 4 + 3
 
-    saved_rows.clear()
-    with torch.autograd.graph.saved_tensors_hooks(pack, lambda t: t):
+    with saved_activation_rows(model) as rows:
         split_step(model, x, labels, targets, max_chunks=0)
-    assert max(saved_rows) == 11
+    assert max(rows) == 11
 
 
 def test_a_negative_micro_batch_size_is_a_config_error():
@@ -156,7 +148,7 @@ def test_under_ddp_a_split_step_all_reduces_the_ranks_slice_gradients():
     ranks' exact slice gradients (the same on both ranks)."""
     with mp.Manager() as manager:
         results = manager.dict()
-        mp.spawn(_ddp_rank, args=(_free_port(), results), nprocs=2)
+        mp.spawn(_ddp_rank, args=(free_port(), results), nprocs=2)
         results = dict(results)
     cfg = tiny_config()
     expected = []
@@ -170,9 +162,3 @@ def test_under_ddp_a_split_step_all_reduces_the_ranks_slice_gradients():
     for got in (results[0], results[1]):
         for g, e0, e1 in zip(got, *expected, strict=True):
             torch.testing.assert_close(g, (e0 + e1) / 2, rtol=1e-4, atol=1e-6)
-
-
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]

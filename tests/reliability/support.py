@@ -12,8 +12,9 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
+from loopback import free_port
 from tiny_config import TINY as TINY_BASE
-from train.conftest import _free_port, start_mlflow_server
+from train.conftest import start_mlflow_server
 
 from deepemocluster import faults
 from deepemocluster.config import load_config
@@ -48,7 +49,7 @@ class MlflowServer:
     will (the same URI and data across restarts)."""
 
     def __init__(self, workdir: Path) -> None:
-        self.workdir, self.port = workdir, _free_port()
+        self.workdir, self.port = workdir, free_port()
         self.uri = f"http://127.0.0.1:{self.port}"
         self.proc: subprocess.Popen | None = None
 

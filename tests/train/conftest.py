@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import os
 import shutil
-import socket
 import subprocess
 import sys
 import time
@@ -13,6 +12,7 @@ import urllib.request
 from pathlib import Path
 
 import pytest
+from loopback import free_port
 from tiny_config import TINY
 
 from deepemocluster.config import load_config
@@ -44,15 +44,9 @@ def tiny_cfg(tiny_overrides):
     return make
 
 
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
 def start_mlflow_server(workdir: Path, port: int | None = None) -> tuple[subprocess.Popen, str]:
     """A real tracking server on loopback with its own sqlite store and artifact folder."""
-    port = port or _free_port()
+    port = port or free_port()
     mlflow_bin = shutil.which("mlflow", path=str(Path(sys.executable).parent)) or "mlflow"
     proc = subprocess.Popen(
         [

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import pytest
 import torch
+from memory_probe import saved_activation_rows
 
 from deepemocluster.data.corpus import load_corpus
 from deepemocluster.train import Loop, build_data
@@ -22,17 +23,10 @@ def test_an_epoch_in_micro_batches_steps_once_per_batch(tiny_cfg, tmp_path, extr
     cfg = tiny_cfg("train.micro_batch_chunks=5", *extra)  # batches of 8 x 3 = 24 chunks
     data = build_data(load_corpus(cfg), cfg)
     loop = Loop(cfg, data, torch.device("cpu"), tmp_path)
-    steps, rows = [], []
-    weights = {p.data_ptr() for p in loop.model.parameters()}
-
-    def pack(t: torch.Tensor) -> torch.Tensor:
-        if t.dim() == 4 and t.data_ptr() not in weights:  # convolution activations
-            rows.append(t.shape[0])
-        return t
-
+    steps: list[int] = []
     adam = loop.optimizers["main"]
     adam.register_step_post_hook(lambda *_: steps.append(1))
-    with torch.autograd.graph.saved_tensors_hooks(pack, lambda t: t):
+    with saved_activation_rows(loop.model) as rows:
         metrics = loop.run_epoch()
 
     assert rows and max(rows) <= 5
