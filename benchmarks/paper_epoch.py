@@ -297,12 +297,20 @@ def summarise(epoch: dict, flops: dict, peaks: dict, baseline_s: float) -> dict:
         "train_fraction_of_matmul": achieved / peaks[f"{precision}/matmul"]["gflop_per_s"],
         # hardware FLOP/s: a split step's extra forward pass (a third more) counted too
         "train_fraction_of_matmul_with_recompute": achieved
-        * (4 / 3 if 0 < epoch["micro_batch_chunks"] < epoch["batch_chunks"] else 1)
+        * (1 + two_pass_share(epoch) / 3)
         / peaks[f"{precision}/matmul"]["gflop_per_s"],
         "train_fraction_of_fp32_matmul": achieved / peaks["fp32/matmul"]["gflop_per_s"],
         "epoch_gflop": epoch_flop / 1e9,
         "epoch_gflop_per_s": epoch_flop / 1e9 / p["epoch_s"],
     }
+
+
+def two_pass_share(epoch: dict) -> float:
+    """The share of training chunks whose split step runs the forward pass twice: the labelled
+    stage's (its CCC needs the whole batch); the unlabelled stage's cross-entropy takes one pass."""
+    if not 0 < epoch["micro_batch_chunks"] < epoch["batch_chunks"]:
+        return 0.0
+    return epoch["labelled_chunks"] / (epoch["labelled_chunks"] + epoch["unlabelled_chunks"])
 
 
 def verdicts(summary: dict[str, dict]) -> dict[str, dict[str, bool]]:

@@ -17,11 +17,17 @@ forward pass (a third of a step). One thing does change: BatchNorm normalises wi
 micro-batch's statistics ("ghost batch normalisation", as every DDP rank already does with its
 slice). The random state and BatchNorm's running statistics are restored between the passes, so
 both see the same dropout masks and the running statistics are updated once per micro-batch.
+
+A loss that is a mean of per-chunk terms (the cluster cross-entropy alone, as in the unlabelled
+stage) needs no first pass: ``per_chunk`` runs each micro-batch once, forward and backward, and
+weights its loss by its share of the batch, which sums to the whole batch's mean.
 """
 
 from __future__ import annotations
 
-from contextlib import nullcontext
+from collections.abc import Callable
+from contextlib import AbstractContextManager, nullcontext
+from itertools import accumulate
 
 import torch
 from torch import nn
@@ -52,11 +58,11 @@ class SplitStep:
         """The network's (auxiliary, prediction) outputs for batch ``x``, float32. Split, they are
         leaves whose gradients ``backward`` carries on into the network."""
         x = x.to(self.device)
-        count = -(-len(x) // self.max_chunks) if self.max_chunks > 0 else 1
-        if count <= 1:
+        parts = self._split(x)
+        if len(parts) == 1:
             self._parts = ()
             return self._run(self.net, x)
-        self._parts = x.tensor_split(count)
+        self._parts = parts
         self._rng = _rng_state(self.device)
         self._buffers = [b.clone() for b in self.model.buffers()]
         with torch.no_grad():
@@ -78,18 +84,45 @@ class SplitStep:
         with torch.no_grad():
             for buf, saved in zip(self.model.buffers(), self._buffers, strict=True):
                 buf.copy_(saved)
-        aux_all, pred_all = self._outputs
-        start, last = 0, len(self._parts) - 1
-        for i, part in enumerate(self._parts):
-            rows = slice(start, start + len(part))
-            start += len(part)
-            sync = nullcontext() if i == last else getattr(self.net, "no_sync", nullcontext)()
-            with sync:
-                aux, pred = self._run(self.net, part)
-                pairs = [(pred, _grad(pred_all, rows))]
-                if aux is not None:
-                    pairs.append((aux, _grad(aux_all, rows)))
-                torch.autograd.backward([p[0] for p in pairs], [p[1] for p in pairs])
+        leaves = [leaf for leaf in self._outputs if leaf is not None]
+        for i, (part, rows) in enumerate(_with_rows(self._parts)):
+            with self._sync(i == len(self._parts) - 1):
+                outputs = [o for o in self._run(self.net, part) if o is not None]
+                # only the outputs the loss used: the others' parameters get no gradient, as
+                # in an unsplit step
+                used = [
+                    (o, leaf.grad[rows])
+                    for o, leaf in zip(outputs, leaves, strict=True)
+                    if leaf.grad is not None
+                ]
+                torch.autograd.backward([u[0] for u in used], [u[1] for u in used])
+
+    def per_chunk(
+        self,
+        x: torch.Tensor,
+        loss_of: Callable[[Outputs, slice], torch.Tensor],
+        weight: float = 1.0,
+    ) -> torch.Tensor:
+        """Forward and backward of ``weight`` × a loss that is a mean over chunks, in one pass:
+        ``loss_of(outputs, rows)`` is its mean over the batch's ``rows``, given their outputs.
+        Returns the whole batch's (unweighted) loss, detached."""
+        x = x.to(self.device)
+        parts = self._split(x)
+        total = torch.zeros((), device=self.device)
+        for i, (part, rows) in enumerate(_with_rows(parts)):
+            with self._sync(i == len(parts) - 1):
+                loss = loss_of(self._run(self.net, part), rows) * (len(part) / len(x))
+                (weight * loss).backward()
+            total += loss.detach()
+        return total
+
+    def _split(self, x: torch.Tensor) -> tuple[torch.Tensor, ...]:
+        count = -(-len(x) // self.max_chunks) if self.max_chunks > 0 else 1
+        return x.tensor_split(max(1, count))
+
+    def _sync(self, last: bool) -> AbstractContextManager:
+        """Under DDP, gradients are all-reduced on the last micro-batch only."""
+        return nullcontext() if last else getattr(self.net, "no_sync", nullcontext)()
 
     def _run(self, net: nn.Module, x: torch.Tensor) -> Outputs:
         with autocast(self.device, self.amp):
@@ -97,9 +130,10 @@ class SplitStep:
         return (None if aux is None else aux.float()), pred.float()
 
 
-def _grad(leaf: torch.Tensor, rows: slice) -> torch.Tensor:
-    """The loss's gradient for ``rows`` of a split output; zeros where the loss never used it."""
-    return torch.zeros_like(leaf[rows]) if leaf.grad is None else leaf.grad[rows]
+def _with_rows(parts: tuple[torch.Tensor, ...]) -> list[tuple[torch.Tensor, slice]]:
+    """Each part with its rows in the whole batch."""
+    ends = accumulate(len(p) for p in parts)
+    return [(p, slice(end - len(p), end)) for p, end in zip(parts, ends, strict=True)]
 
 
 def _rng_state(device: torch.device) -> tuple:

@@ -11,6 +11,7 @@ import argparse
 import csv
 import json
 import logging
+import math
 import os
 import signal
 import subprocess
@@ -55,6 +56,7 @@ from deepemocluster.errors import (
     TrackingError,
     TrainingError,
 )
+from deepemocluster.heap import releases_free_heap
 from deepemocluster.losses import ccc_loss, contrastive_loss, relative_distance_loss
 from deepemocluster.metrics import nmi
 from deepemocluster.microbatch import SplitStep
@@ -293,6 +295,7 @@ class Loop:
         metrics["time/epoch_s"] = time.perf_counter() - t0
         return metrics
 
+    @releases_free_heap
     def _evaluate_dev(self) -> dict[str, float]:
         """Development CCC, computed on rank 0 and shared, so every rank takes the same
         best-epoch and patience decisions."""
@@ -306,6 +309,7 @@ class Loop:
             )
         return distributed.broadcast_object(report, self.world)
 
+    @releases_free_heap
     def _recluster(
         self, ids: np.ndarray, stage: str = "joint"
     ) -> tuple[np.ndarray, dict[str, float]]:
@@ -381,11 +385,12 @@ class Loop:
             "l2_normalize": p.l2_normalize,
         }
 
+    @releases_free_heap
     def _train(self, batches, labels: np.ndarray | None) -> dict[str, float]:
         """One pass over ``batches`` of chunk ids: cluster cross-entropy on every chunk (when
         ``labels`` is given) or the Siamese pair loss on pairs of its labelled chunks, plus
         weighted (1 − CCC) on the labelled chunks of the batch."""
-        cfg, model, targets = self.cfg.train, self.model, self.data.train.targets
+        cfg, model = self.cfg.train, self.model
         model.train()
         net = distributed.wrap(model, self.world)  # the model itself outside torchrun
         if self.world.enabled:
@@ -403,39 +408,69 @@ class Loop:
         for step, (x, ids) in enumerate(self._loader(batches)):
             if self.stop_signal is not None:
                 raise Interrupted(self.stop_signal)
-            aux, pred = split.forward(x)
-            loss = torch.zeros((), device=self.device)
-            if labels is not None:
-                ce = F.cross_entropy(aux, torch.from_numpy(labels[ids.numpy()]).to(self.device))
-                loss = loss + cfg.ce_weight * ce
-                sums["train/loss_ce"].append(ce.item())
-            if (
-                model.siamese is not None
-                and (lp := self._pair_loss(aux, ids, pair_rng)) is not None
-            ):
-                loss = loss + self.cfg.siamese.weight * lp
-                sums["train/loss_pair"].append(lp.item())
-            y = targets[ids // self.data.train.n_chunks].to(self.device)
-            has_label = ~torch.isnan(y[:, 0])
-            if int(has_label.sum()) >= 2:
-                lc = ccc_loss(pred[has_label], y[has_label])
-                loss = loss + cfg.ccc_weight * lc
-                sums["train/loss_ccc"].append(lc.item())
-            if not torch.isfinite(loss):
-                raise TrainingError(
-                    f"loss is {loss.item()} at epoch {self.epoch + 1}, step {step + 1}"
-                )
-            if not loss.requires_grad:  # nothing to learn from this batch
-                if not self.world.enabled:
-                    continue
-                loss = pred.sum() * 0.0  # under DDP every rank must join every step's all-reduce
             for opt in optimizers:
                 opt.zero_grad(set_to_none=True)
-            split.backward(loss)
+            learnt = self._learn(split, x, ids, labels, pair_rng)
+            if learnt is None:  # nothing to learn from this batch
+                continue
+            total, losses = learnt
+            if not math.isfinite(total):
+                raise TrainingError(
+                    f"loss is {total} at epoch {self.epoch + 1}, step {step + 1} ("
+                    + ", ".join(f"{k.removeprefix('train/')} {v}" for k, v in losses.items())
+                    + ")"
+                )
+            for name, value in losses.items():
+                sums[name].append(value)
             for opt in optimizers:
                 opt.step()
         distributed.sync_buffers(model, self.world)
         return {k: float(np.mean(v)) for k, v in sums.items() if v}
+
+    def _learn(
+        self,
+        split: SplitStep,
+        x: torch.Tensor,
+        ids: torch.Tensor,
+        labels: np.ndarray | None,
+        pair_rng: np.random.Generator,
+    ) -> tuple[float, dict[str, float]] | None:
+        """Forward and backward of one batch's loss: its value and its terms' (unweighted), or
+        None when the batch has nothing to learn from."""
+        cfg = self.cfg.train
+        y = self.data.train.targets[ids // self.data.train.n_chunks].to(self.device)
+        rated = ~torch.isnan(y[:, 0])
+        with_ccc = int(rated.sum()) >= 2
+        if labels is not None:
+            clusters = torch.from_numpy(labels[ids.numpy()]).to(self.device)
+            if not with_ccc and self.model.siamese is None:
+                # the cross-entropy alone is a mean over chunks: one pass per micro-batch
+                ce = split.per_chunk(
+                    x, lambda out, rows: F.cross_entropy(out[0], clusters[rows]), cfg.ce_weight
+                )
+                return cfg.ce_weight * ce.item(), {"train/loss_ce": ce.item()}
+        aux, pred = split.forward(x)
+        loss, losses = torch.zeros((), device=self.device), {}
+        if labels is not None:
+            ce = F.cross_entropy(aux, clusters)
+            loss = loss + cfg.ce_weight * ce
+            losses["train/loss_ce"] = ce.item()
+        if (
+            self.model.siamese is not None
+            and (lp := self._pair_loss(aux, ids, pair_rng)) is not None
+        ):
+            loss = loss + self.cfg.siamese.weight * lp
+            losses["train/loss_pair"] = lp.item()
+        if with_ccc:
+            lc = ccc_loss(pred[rated], y[rated])
+            loss = loss + cfg.ccc_weight * lc
+            losses["train/loss_ccc"] = lc.item()
+        if not loss.requires_grad:
+            if not self.world.enabled:
+                return None
+            loss = pred.sum() * 0.0  # under DDP every rank must join every step's all-reduce
+        split.backward(loss)
+        return loss.item(), losses
 
     def _pair_loss(
         self, z: torch.Tensor, ids: torch.Tensor, rng: np.random.Generator

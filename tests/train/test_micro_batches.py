@@ -1,14 +1,18 @@
 """train.micro_batch_chunks inside the real epoch loop: one optimiser step per batch, never more
 than the limit of chunks holding activations, in joint and two_stage mode and with the Siamese
-head (whose pair loss spans the whole batch)."""
+head (whose pair loss spans the whole batch); one pass per micro-batch when the batch's only loss
+is the per-chunk cross-entropy."""
 
 from __future__ import annotations
 
+import numpy as np
 import pytest
 import torch
 from memory_probe import saved_activation_rows
 
 from deepemocluster.data.corpus import load_corpus
+from deepemocluster.data.datasets import ChunkBatches
+from deepemocluster.microbatch import SplitStep
 from deepemocluster.train import Loop, build_data
 
 pytestmark = pytest.mark.slow
@@ -35,3 +39,28 @@ def test_an_epoch_in_micro_batches_steps_once_per_batch(tiny_cfg, tmp_path, extr
     assert len(steps) >= passes and len(steps) * batch >= data.train.n_total_chunks
     assert len(steps) <= passes * -(-data.train.n_total_chunks // batch)
     assert all(torch.isfinite(torch.tensor(v)) for v in metrics.values())
+
+
+def test_a_batch_with_the_cluster_loss_alone_runs_each_micro_batch_once(tiny_cfg, tmp_path):
+    """The two_stage unlabelled stage: no CCC, so no first pass over the whole batch; a batch with
+    rated chunks needs both passes."""
+    cfg = tiny_cfg("train.micro_batch_chunks=5")
+    data = build_data(load_corpus(cfg), cfg)
+    cpu = torch.device("cpu")
+    loop = Loop(cfg, data, cpu, tmp_path)
+    labels = np.arange(data.train.n_total_chunks) % cfg.cluster.k
+    calls = []
+    loop.model.register_forward_hook(lambda *_: calls.append(1))
+    split = SplitStep(loop.model, loop.model, 5, cpu, amp=False)
+    rng = np.random.default_rng(0)
+    for ids, passes, losses in (
+        (data.unlabelled_chunks[:12], 1, {"train/loss_ce"}),
+        (data.labelled_chunks[:12], 2, {"train/loss_ce", "train/loss_ccc"}),
+    ):
+        calls.clear()
+        x, batch_ids = ChunkBatches(data.train)[ids]
+        _, terms = loop._learn(split, x, batch_ids, labels, rng)
+        assert set(terms) == losses
+        assert len(calls) == passes * 3  # 12 chunks in micro-batches of 5, 5 and 2
+        assert all(p.grad is not None for p in loop.model.encoder.parameters())
+        loop.model.zero_grad(set_to_none=True)

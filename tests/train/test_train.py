@@ -93,10 +93,17 @@ def test_two_stage_clusters_each_part(tiny_cfg):
         assert f["assignments"].shape == (48 * 3,)  # the labelled stage's own clustering
 
 
-def test_nan_loss_stops_naming_epoch_and_step(tiny_overrides):
-    out = _cli(tiny_overrides + ["train.ccc_weight=nan"])
+@pytest.mark.parametrize(
+    "weight",
+    # the joint batches' CCC; the cross-entropy alone of two_stage's unlabelled stage, whose
+    # micro-batches take one pass each
+    [["train.ccc_weight=nan"], ["train.ce_weight=nan", "cluster.mode=two_stage"]],
+    ids=["ccc", "ce-alone"],
+)
+def test_nan_loss_stops_naming_epoch_and_step(tiny_overrides, weight):
+    out = _cli([*tiny_overrides, "train.micro_batch_chunks=5", *weight])
     assert out.returncode == 1
-    assert "at epoch 1, step 1" in out.stderr
+    assert "loss is nan at epoch 1, step 1" in out.stderr
 
 
 def test_config_typo_fails_before_work(tmp_path):
