@@ -447,8 +447,8 @@ class Loop:
                 # the cross-entropy alone is a mean over chunks: one pass per micro-batch
                 ce = split.per_chunk(
                     x, lambda out, rows: F.cross_entropy(out[0], clusters[rows]), cfg.ce_weight
-                )
-                return cfg.ce_weight * ce.item(), {"train/loss_ce": ce.item()}
+                ).item()
+                return cfg.ce_weight * ce, {"train/loss_ce": ce}
         aux, pred = split.forward(x)
         loss, losses = torch.zeros((), device=self.device), {}
         if labels is not None:
