@@ -11,7 +11,6 @@ import resource
 import subprocess
 import sys
 import threading
-import time
 from collections.abc import Iterator
 from importlib.metadata import PackageNotFoundError, version
 from pathlib import Path
@@ -153,28 +152,6 @@ class RssSampler:
         self._stop.set()
         self._thread.join()
         self._sample()
-
-
-class Stopwatch:
-    """Accumulates wall seconds per name: ``with watch("embed"): ...``."""
-
-    def __init__(self) -> None:
-        self.seconds: dict[str, float] = {}
-
-    def __call__(self, name: str) -> _Lap:
-        return _Lap(self, name)
-
-
-class _Lap:
-    def __init__(self, watch: Stopwatch, name: str) -> None:
-        self.watch, self.name = watch, name
-
-    def __enter__(self) -> None:
-        self.began = time.perf_counter()
-
-    def __exit__(self, *exc) -> None:
-        elapsed = time.perf_counter() - self.began
-        self.watch.seconds[self.name] = self.watch.seconds.get(self.name, 0.0) + elapsed
 
 
 # --------------------------------------------------------------------------------------------

@@ -3,7 +3,7 @@
 For every (N, K) of the grid, on the same float32 embeddings (d = 256, a Gaussian mixture,
 L2-normalised as the training loop leaves them), each repetition times in turn:
 
-- ``ours``: ``deepemocluster.clustering.cluster`` as ``Loop`` calls it (no PCA, L2 on; faiss
+- ``ours``: ``deepemocluster.clustering.cluster`` as the trainer calls it (no PCA, L2 on; faiss
   k-means with its own initialisation, no subsampling, no early stop, then the assignment search);
 - ``ours_1_thread``: the same with faiss on one OpenMP thread;
 - ``faiss``: the same faiss settings as ``run_kmeans``, started from given initial centroids;
@@ -63,7 +63,7 @@ def embeddings(n: int, d: int = DIM, seed: int = 0) -> np.ndarray:
 
 
 def ours(x: np.ndarray, k: int, seed: int, threads: int = THREADS) -> dict:
-    """The library step alone is timed, on a copy it may overwrite (as ``Loop`` hands over its
+    """The library step alone is timed, on a copy it may overwrite (as the trainer hands over its
     fresh embeddings); the copy and the inertia check after it are not timed."""
     own = x.copy()
     clustering.set_threads(threads)

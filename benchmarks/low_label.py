@@ -1,4 +1,4 @@
-"""Does clustering help when labels are scarce? `cluster.enabled=true` vs `false` on the demo corpus
+"""Does clustering help when labels are scarce? `model.aux_head=cluster` vs `none` on the demo corpus
 with a fraction of Train labelled (the rest joins the unlabelled pool), several seeds each.
 
     python benchmarks/low_label.py [--fraction 0.1] [--seeds 0 1 2] [--out benchmarks/results/low_label.json]
@@ -19,7 +19,7 @@ from pathlib import Path
 import numpy as np
 
 from deepemocluster.config import load_config
-from deepemocluster.train import run
+from deepemocluster.training.run import run
 
 ROOT = Path(__file__).resolve().parents[1]
 KEYS = ("test/ccc_arousal", "test/ccc_valence", "test/ccc_dominance", "test/ccc_mean")
@@ -43,7 +43,7 @@ def main() -> None:
                     ROOT / "configs" / "default.yaml",
                     [
                         f"data.label_fraction={args.fraction}",
-                        f"cluster.enabled={str(enabled).lower()}",
+                        f"model.aux_head={'cluster' if enabled else 'none'}",
                         f"train.seed={seed}",
                         f"tracking.runs_dir={runs_dir}",
                         f"tracking.run_name=lowlabel-{'cluster' if enabled else 'supervised'}-{seed}",

@@ -13,7 +13,7 @@ segments). Its 3,900 utterances are split in MSP-Podcast v1.6's proportions (34,
 unlabelled, 5,958 Development, 10,124 Test): 1,480 labelled Train, 1,726 unlabelled, 257
 Development and 437 Test1. An epoch trains on Train + unlabelled and evaluates Development.
 
-Each variant runs ONE full ``Loop.run_epoch`` of ``paper.yaml`` (two_stage, K = 10, 11 chunks x 62
+Each variant runs ONE full ``Trainer.run_epoch`` of ``paper.yaml`` (two_stage, K = 10, 11 chunks x 62
 frames, the reference encoder, 64 utterances per batch, 2 threads; ``paper`` as it is, the others
 with the overrides in ``VARIANTS``) in a fresh child process, so its ``VmHWM`` is the peak RSS of
 that run alone; RssAnon and RssFile are sampled. ``train_throughput.profile_epoch`` splits the time
@@ -70,6 +70,7 @@ from train_throughput import (
     matmul_call,
     model_flops,
     profile_epoch,
+    profiled_trainer,
     seconds_per_call,
     training_step,
 )
@@ -78,7 +79,7 @@ from deepemocluster import clustering
 from deepemocluster.config import load_config
 from deepemocluster.data.corpus import Corpus
 from deepemocluster.data.manifest import UNLABELLED_SPLIT, Utterance
-from deepemocluster.train import Loop, build_data
+from deepemocluster.training.data import build_data
 
 RESULTS = RESULTS_DIR / "paper_epoch.json"
 PAPER = Path(__file__).resolve().parents[1] / "configs" / "paper.yaml"
@@ -166,7 +167,7 @@ def open_corpus(folder: Path, setup: Setup) -> Corpus:
 
 
 def child_epoch(setup: Setup, folder: Path, variant: str) -> dict:
-    """One profiled ``Loop.run_epoch`` with threads set as ``deepemocluster.train.run`` sets them;
+    """One profiled ``Trainer.run_epoch`` with threads set as ``training.run.run`` sets them;
     memory is this process's own (it was started for this epoch alone)."""
     cfg = paper_config(setup, variant)
     torch.set_num_threads(cfg.train.threads)
@@ -174,9 +175,9 @@ def child_epoch(setup: Setup, folder: Path, variant: str) -> dict:
     load_before = load_average()
     with RssSampler() as rss:
         data = build_data(open_corpus(folder, setup), cfg)
-        loop = Loop(cfg, data, torch.device("cpu"), folder / f"run-{variant}")
+        trainer, timings = profiled_trainer(cfg, data, torch.device("cpu"))
         setup_rss = rss_now_mib().get("VmRSS", 0.0)
-        profile = profile_epoch(loop)
+        profile = profile_epoch(trainer, timings)
     return {
         "variant": variant,
         "amp": cfg.train.amp,

@@ -2,7 +2,7 @@
 
 For each size, a packed feature store (the ``PackedFeatures`` layout, float32, 64 mels, utterances
 of 1.5-11 s around 4 s) is written straight to disk, then a fresh process runs one real
-``Loop.run_epoch`` over it (joint clustering, a small encoder) and reports:
+``Trainer.run_epoch`` over it (joint clustering, a small encoder) and reports:
 
 - the epoch's seconds by part, with the embedding pass, k-means and the Development pass run in
   full and the training pass cut to ``--steps`` batches and extrapolated to the full epoch
@@ -67,11 +67,12 @@ from _common import (
     write_synthetic_store,
 )
 from omegaconf import DictConfig
-from train_throughput import QUICK, bench_config, profile_epoch
+from train_throughput import QUICK, bench_config, profile_epoch, profiled_trainer
 
 from deepemocluster import clustering
 from deepemocluster.data.features import ArrayRows
-from deepemocluster.train import Loop, build_data
+from deepemocluster.training.data import build_data
+from deepemocluster.training.trainer import Trainer
 
 RESULTS = RESULTS_DIR / "scale.json"
 PLOT = Path(__file__).resolve().parents[1] / "docs" / "img" / "perf_scale.png"
@@ -103,14 +104,14 @@ QUICK_SETUP = Setup((200, 600), 32, QUICK.overrides, 3)
 def epoch_child(folder: Path, n: int, setup: Setup) -> dict:
     """One profiled epoch over the store in ``folder``, with this process's memory readings."""
     rss_start = rss_now_mib()
-    cfg = bench_config(setup.overrides)
+    cfg = bench_config([*setup.overrides, f"train.max_steps_per_pass={setup.steps or 0}"])
     threads = library_threads(cfg)
     data = build_data(open_synthetic_corpus(folder, n, setup.n_mels), cfg)
-    loop = Loop(cfg, data, torch.device("cpu"), folder / "run")
-    _warm_up(loop)
+    trainer, timings = profiled_trainer(cfg, data, torch.device("cpu"))
+    _warm_up(trainer)
     rss_ready = rss_now_mib()
     with RssSampler() as sampler:
-        profile = profile_epoch(loop, setup.steps)
+        profile = profile_epoch(trainer, timings)
     embedding_mib = data.train.n_total_chunks * cfg.model.head_dim * 4 / 2**20
     return {
         "utterances": n,
@@ -139,13 +140,14 @@ def library_threads(cfg: DictConfig) -> dict[str, int]:
     return threads
 
 
-def _warm_up(loop: Loop) -> None:
-    """One forward/backward outside the timers (first-call allocations, oneDNN primitives)."""
-    x, _ = loop.data.train.chunk_batch(np.arange(min(64, loop.data.train.n_total_chunks)))
-    loop.model.train()
-    aux, pred = loop.model(x)
+def _warm_up(trainer: Trainer) -> None:
+    """One forward/backward outside the timed phases (first-call allocations, oneDNN primitives)."""
+    train = trainer.data.train
+    x, _ = train.chunk_batch(np.arange(min(64, train.n_total_chunks)))
+    trainer.model.train()
+    aux, pred = trainer.model(x)
     (aux.sum() + pred.sum()).backward()
-    loop.model.zero_grad(set_to_none=True)
+    trainer.model.zero_grad(set_to_none=True)
 
 
 def read_child(folder: Path, n: int, setup: Setup, method: str) -> dict:

@@ -1,9 +1,9 @@
 """Training throughput of the encoder (CPU by default, or a CUDA GPU), how close it gets to the
 hardware, and where an epoch's time goes.
 
-1. Forward+backward chunks/s (one training step as ``Loop._train`` takes it: cross-entropy on the
+1. Forward+backward chunks/s (one training step as ``Trainer.train_pass`` takes it: cross-entropy on the
    cluster logits + (1 - CCC), Adam) at a batch of 128 chunks, default memory format against
-   ``model.to(memory_format=torch.channels_last)`` (what ``Loop`` does with
+   ``model.to(memory_format=torch.channels_last)`` (what ``Trainer`` does with
    ``train.channels_last=true``), rounds interleaved so both see the same machine load. A check
    records whether every convolution output really is channels_last (the 1-channel input is
    ambiguous), and whether converting the input explicitly would change anything.
@@ -16,9 +16,9 @@ hardware, and where an epoch's time goes.
    peaks are bfloat16 too: the rate the hardware offers the precision the convolutions run in.
 4. The OpenMP wait policy: training and inference chunks/s (channels_last) in fresh processes,
    default against ``OMP_WAIT_POLICY=PASSIVE`` (read once, at start-up), 2 threads and 1.
-5. Epoch time shares: the real ``Loop.run_epoch`` on a synthetic packed store, with timers wrapped
-   around chunk reads (``ChunkDataset.chunk_batch``), the embedding pass, k-means
-   (``clustering.cluster``), the training pass and the Development pass.
+5. Epoch time shares: the real ``Trainer.run_epoch`` on a synthetic packed store, timed through
+   the trainer's hooks (the embedding pass, k-means, the training pass, the Development pass)
+   and a timed ``ChunkDataset`` for the chunk reads inside each.
 
     python benchmarks/train_throughput.py [--quick] [--rounds R] [--utterances N]
                                           [--device cpu|cuda] [--amp] [--out ...]
@@ -34,22 +34,19 @@ the host side.
 from __future__ import annotations
 
 import argparse
-import functools
+import copy
 import json
 import sys
 import tempfile
 import time
 from collections.abc import Callable, Iterator
-from contextlib import ExitStack, contextmanager
 from dataclasses import asdict, dataclass, replace
 from pathlib import Path
-from unittest import mock
 
 import torch
 import torch.nn.functional as F
 from _common import (
     RESULTS_DIR,
-    Stopwatch,
     load_average,
     machine_info,
     run_child,
@@ -59,15 +56,16 @@ from _common import (
 from omegaconf import DictConfig
 from torch.utils.flop_counter import FlopCounterMode
 
-import deepemocluster.train as train_module
 from deepemocluster import clustering
 from deepemocluster.config import load_config
 from deepemocluster.data.datasets import ChunkDataset
-from deepemocluster.engine import autocast
+from deepemocluster.inference import autocast
 from deepemocluster.losses import ccc_loss
-from deepemocluster.microbatch import SplitStep
 from deepemocluster.model import DeepEmoCluster, build_model
-from deepemocluster.train import Loop, build_data
+from deepemocluster.training.data import TrainingData, build_data
+from deepemocluster.training.hooks import Hooks
+from deepemocluster.training.microbatch import SplitStep
+from deepemocluster.training.trainer import Trainer
 
 RESULTS = RESULTS_DIR / "train_throughput.json"
 THREADS = 2
@@ -136,7 +134,7 @@ def make_model(cfg: DictConfig, n_mels: int, channels_last: bool) -> DeepEmoClus
 
 
 def training_step(model: DeepEmoCluster, cfg: DictConfig, batch: int, n_mels: int) -> Callable:
-    """One step on a fixed random batch, as ``Loop._train`` takes it."""
+    """One step on a fixed random batch, as ``Trainer.train_pass`` takes it."""
     device = device_of(cfg)
     g = torch.Generator().manual_seed(0)
     x = torch.randn(batch, cfg.chunking.frames, n_mels, generator=g).to(device)
@@ -436,74 +434,94 @@ def wait_policy_probe(args: list[str]) -> dict:
 # 5. Where an epoch's time goes
 
 
-@contextmanager
-def instrumented_epoch(watch: Stopwatch, max_steps: int | None = None) -> Iterator[dict]:
-    """Wrap the pieces ``Loop.run_epoch`` calls with timers, in place (library code untouched):
-    ``embed``, ``kmeans``, ``train``, ``dev``; chunk reads are timed as ``read/<phase>``.
-    With ``max_steps`` the training pass stops after that many batches; the yielded dict counts
-    the batches run and the batches a full epoch has, for extrapolation."""
-    phase = ["other"]
-    counts = {"batches_run": 0, "batches_full": 0, "chunks_read": {}, "batch_times": []}
+class EpochProfile(Hooks):
+    """Where one epoch's time goes, from what the trainer reports: its phases (``embed``,
+    ``kmeans``, ``train``, ``evaluate``), the end of each training step, and (through
+    ``TimedChunks``) every chunk read, attributed afterwards to the phase it fell in."""
 
-    def timed(fn: Callable, name: str) -> Callable:
-        @functools.wraps(fn)
-        def wrapper(*args, **kwargs):
-            phase.append(name)
-            try:
-                with watch(name):
-                    return fn(*args, **kwargs)
-            finally:
-                phase.pop()
+    def __init__(self) -> None:
+        self.phases: list[tuple[str, float, float]] = []  # (name, start, end)
+        self.step_ends: list[float] = []
+        self.reads: list[tuple[float, float, int]] = []  # (start, seconds, chunks)
 
-        return wrapper
+    def on_phase(self, name: str, seconds: float) -> None:
+        end = time.perf_counter()
+        self.phases.append((PHASE_NAMES.get(name, name), end - seconds, end))
 
-    read = ChunkDataset.chunk_batch
+    def on_step(self, step: int, losses: dict[str, float]) -> None:
+        self.step_ends.append(time.perf_counter())
 
-    def timed_read(self, ids):
-        name = phase[-1]
-        counts["chunks_read"][name] = counts["chunks_read"].get(name, 0) + len(ids)
-        with watch(f"read/{name}"):
-            return read(self, ids)
+    def seconds(self) -> dict[str, float]:
+        """Seconds per phase, and ``read/<phase>`` for the reads inside it."""
+        out: dict[str, float] = {}
+        for name, start, end in self.phases:
+            out[name] = out.get(name, 0.0) + end - start
+        for name, read_s, _ in self._attributed_reads():
+            out[f"read/{name}"] = out.get(f"read/{name}", 0.0) + read_s
+        return out
 
-    class CappedSampler(train_module.UniformClusterSampler):
-        def __iter__(self):
-            counts["batches_full"] += len(self)
-            for i, batch in enumerate(super().__iter__()):
-                if max_steps is not None and i >= max_steps:
-                    return
-                counts["batches_run"] += 1
-                counts["batch_times"].append(time.perf_counter())
-                yield batch
+    def chunks_read(self) -> dict[str, int]:
+        out: dict[str, int] = {}
+        for name, _, chunks in self._attributed_reads():
+            out[name] = out.get(name, 0) + chunks
+        return out
 
-    patches = [
-        mock.patch.object(train_module, "embed_chunks", timed(train_module.embed_chunks, "embed")),
-        mock.patch.object(clustering, "cluster", timed(clustering.cluster, "kmeans")),
-        mock.patch.object(Loop, "_train", timed(Loop._train, "train")),
-        mock.patch.object(
-            train_module, "predict_utterances", timed(train_module.predict_utterances, "dev")
-        ),
-        mock.patch.object(ChunkDataset, "chunk_batch", timed_read),
-        mock.patch.object(train_module, "UniformClusterSampler", CappedSampler),
-    ]
-    with ExitStack() as stack:
-        for p in patches:
-            stack.enter_context(p)
-        yield counts
+    def _attributed_reads(self) -> Iterator[tuple[str, float, int]]:
+        for began, read_s, chunks in self.reads:  # reads outside every phase (a warm-up) not
+            for name, start, end in self.phases:
+                if start <= began <= end:
+                    yield name, read_s, chunks
+                    break
 
 
-def profile_epoch(loop: Loop, max_steps: int | None = None) -> dict:
-    """Seconds of one ``loop.run_epoch()`` by part. With ``max_steps``, the training pass (its
-    steps and reads) is extrapolated from the steps run to the full epoch and flagged so."""
-    watch = Stopwatch()
-    with instrumented_epoch(watch, max_steps) as counts:
+# the trainer's phase names → this benchmark's (and its JSON's) names
+PHASE_NAMES = {"evaluate": "dev"}
+
+
+class TimedChunks(ChunkDataset):
+    """A ChunkDataset whose ``chunk_batch`` reads are timed into an ``EpochProfile``."""
+
+    profile: EpochProfile
+
+    @classmethod
+    def wrap(cls, ds: ChunkDataset, profile: EpochProfile) -> TimedChunks:
+        timed = copy.copy(ds)
+        timed.__class__ = cls
+        timed.profile = profile
+        return timed
+
+    def chunk_batch(self, ids):
         began = time.perf_counter()
-        metrics = loop.run_epoch()
-        measured = time.perf_counter() - began
-    s = watch.seconds
-    missing = counts["batches_full"] - counts["batches_run"]
-    step_s = steady_step_seconds(counts["batch_times"], s.get("train", 0.0))
+        out = super().chunk_batch(ids)
+        self.profile.reads.append((began, time.perf_counter() - began, len(ids)))
+        return out
+
+
+def profiled_trainer(
+    cfg: DictConfig, data: TrainingData, device: torch.device
+) -> tuple[Trainer, EpochProfile]:
+    """A trainer whose epochs ``profile_epoch`` can take apart."""
+    profile = EpochProfile()
+    timed = replace(
+        data, train=TimedChunks.wrap(data.train, profile), dev=TimedChunks.wrap(data.dev, profile)
+    )
+    return Trainer(cfg, timed, device, hooks=[profile]), profile
+
+
+def profile_epoch(trainer: Trainer, profile: EpochProfile) -> dict:
+    """Seconds of one ``trainer.run_epoch()`` by part. With ``train.max_steps_per_pass``, the
+    training pass (its steps and reads) is extrapolated from the steps run to the full epoch and
+    flagged so."""
+    began = time.perf_counter()
+    metrics = trainer.run_epoch()
+    measured = time.perf_counter() - began
+    s = profile.seconds()
+    batches_run = len(profile.step_ends)
+    batches_full = sum(-(-len(ids) // trainer.batch_chunks) for _, ids in trainer.cluster_stages())
+    missing = batches_full - batches_run
+    step_s = steady_step_seconds(profile.step_ends, s.get("train", 0.0))
     train_s = s.get("train", 0.0) + step_s * missing  # the full training pass, reads included
-    read_train_s = s.get("read/train", 0.0) * counts["batches_full"] / max(1, counts["batches_run"])
+    read_train_s = s.get("read/train", 0.0) * batches_full / max(1, batches_run)
     parts = {
         "data_loading": sum(v for k, v in s.items() if k.startswith("read/") and k != "read/train")
         + read_train_s,
@@ -520,23 +538,23 @@ def profile_epoch(loop: Loop, max_steps: int | None = None) -> dict:
         "measured_s": measured,
         "extrapolated": missing > 0,
         "train_step_s": step_s,
-        "batches_run": counts["batches_run"],
-        "batches_full": counts["batches_full"],
+        "batches_run": batches_run,
+        "batches_full": batches_full,
         "parts_s": parts,
         "shares": {k: v / total for k, v in parts.items()},
         "read_s": {k.removeprefix("read/"): v for k, v in s.items() if k.startswith("read/")},
-        "chunks_read": counts["chunks_read"],
+        "chunks_read": profile.chunks_read(),
         "cluster_empty": metrics.get("cluster/empty"),
     }
 
 
-def steady_step_seconds(batch_times: list[float], train_s: float) -> float:
-    """Median interval between batches (a read + a step), leaving out the first batch, which
-    also pays the DataLoader's start; the plain mean when too few batches ran."""
-    gaps = sorted(b - a for a, b in zip(batch_times, batch_times[1:], strict=False))
+def steady_step_seconds(step_ends: list[float], train_s: float) -> float:
+    """Median interval between the ends of consecutive steps (a read + a step), which leaves
+    out the first step's share of the DataLoader's start; the plain mean when too few ran."""
+    gaps = sorted(b - a for a, b in zip(step_ends, step_ends[1:], strict=False))
     if len(gaps) >= 2:
         return gaps[len(gaps) // 2]
-    return train_s / max(1, len(batch_times))
+    return train_s / max(1, len(step_ends))
 
 
 def epoch_profiles(setup: Setup, workdir: Path) -> dict[str, dict]:
@@ -552,8 +570,7 @@ def epoch_profiles(setup: Setup, workdir: Path) -> dict[str, dict]:
 
 def epoch_profile(cfg: DictConfig, corpus, workdir: Path) -> dict:
     data = build_data(corpus, cfg)
-    loop = Loop(cfg, data, device_of(cfg), workdir / f"run-{cfg.cluster.mode}")
-    profile = profile_epoch(loop)
+    profile = profile_epoch(*profiled_trainer(cfg, data, device_of(cfg)))
     reads = sum(profile["chunks_read"].values())
     return {
         "cluster_mode": cfg.cluster.mode,

@@ -22,7 +22,7 @@ import numpy as np
 import torch
 
 from deepemocluster import plots, report, stats
-from deepemocluster.checkpoint import load_checkpoint
+from deepemocluster.checkpoint import Checkpoint
 from deepemocluster.config import ATTRIBUTES, flatten
 from deepemocluster.data.corpus import Corpus, load_corpus
 from deepemocluster.data.manifest import Utterance
@@ -104,10 +104,10 @@ def analyze(
     when the caller (training) already has it."""
     uri = resolve_uri(tracking_uri, "runs")
     record = fetch_run(uri, run_id)
-    state = load_checkpoint(download_checkpoint(uri, run_id))
-    if "clustering" not in state:
+    checkpoint = Checkpoint.load(download_checkpoint(uri, run_id))
+    if checkpoint.clusters is None:
         raise CheckpointError(f"run {run_id} was trained without clusters: nothing to analyse")
-    predictor = Predictor.from_checkpoint(state)
+    predictor = Predictor.from_checkpoint(checkpoint)
     cfg = predictor.cfg
     train = cfg.data.splits.train
     split = split or train
@@ -122,7 +122,7 @@ def analyze(
     corpus = corpus or load_corpus(cfg)
     if record.tags.get("data_fingerprint") not in (None, corpus.fingerprint):
         log.warning("the corpus differs from the one run %s was trained on", run_id)
-    run = Run(record, predictor, corpus, int(state["epoch"]))
+    run = Run(record, predictor, corpus, checkpoint.epoch)
     with tempfile.TemporaryDirectory() as tmp:
         tmp = Path(tmp)
         assigned = _logged(run, uri, epoch, tmp) if split == train else _recomputed(run, split)

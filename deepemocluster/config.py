@@ -86,12 +86,13 @@ class ModelConfig:
     head_dim: int = 256
     dropout: float = 0.5
     attributes: list[str] = field(default_factory=lambda: list(ATTRIBUTES))
-    aux_head: str = "cluster"  # cluster | siamese | none
+    # the head trained beside the regressor: cluster (K-means pseudo-labels), siamese (pair
+    # loss) or none (the regressor alone: the supervised baseline)
+    aux_head: str = "cluster"
 
 
 @dataclass
 class ClusterConfig:
-    enabled: bool = True
     mode: str = "joint"  # joint | two_stage (the reference)
     k: int = 30
     iterations: int = 20
@@ -156,8 +157,11 @@ class TrainConfig:
     # activation stays under glibc's 32 MiB mmap threshold runs fastest (docs/performance.md)
     eval_batch_chunks: int = 128
     # at most this many chunks through the network at once in a training step (0: the whole
-    # batch): exact whole-batch losses, BatchNorm per micro-batch; deepemocluster/microbatch.py
+    # batch): exact whole-batch losses, BatchNorm per micro-batch; training/microbatch.py
     micro_batch_chunks: int = 0
+    # stop each training pass after this many optimiser steps (0: the whole pass): smoke runs,
+    # and benchmarks that time a few steps of a large epoch
+    max_steps_per_pass: int = 0
     ce_weight: float = 1.0
     ccc_weight: float = 1.0
     patience: int = 0  # epochs without dev improvement before stopping; 0 = never stop early
@@ -234,7 +238,7 @@ _POSITIVE = (
     "train.eval_batch_chunks",
     "train.threads",
 )
-_NON_NEGATIVE = ("transfer.finetune_epochs", "train.micro_batch_chunks")
+_NON_NEGATIVE = ("transfer.finetune_epochs", "train.micro_batch_chunks", "train.max_steps_per_pass")
 
 
 def load_config(
@@ -249,17 +253,20 @@ def load_config(
             if not path.is_file():
                 raise ConfigError(f"config file not found: {path}")
             file_cfg = OmegaConf.load(path)
+            _refuse_replaced_keys(file_cfg, f" (in {path})")
             mandatory = [k for k in OmegaConf.missing_keys(file_cfg) if "[" not in k]
             cfg = OmegaConf.merge(cfg, _anchor_paths(file_cfg, path.parent))
             for key in mandatory:  # merge keeps the schema default under a "???": undo that
                 OmegaConf.update(cfg, key, MISSING)
         if text is not None:
-            cfg = OmegaConf.merge(cfg, OmegaConf.create(text))
+            cfg = OmegaConf.merge(cfg, _upgrade_saved(OmegaConf.create(text)))
         if overrides:
             bad = [o for o in overrides if "=" not in o]
             if bad:
                 raise ConfigError(f"override {bad[0]!r} is not of the form key=value")
-            cfg = OmegaConf.merge(cfg, OmegaConf.from_dotlist(overrides))
+            dotlist = OmegaConf.from_dotlist(overrides)
+            _refuse_replaced_keys(dotlist, "")
+            cfg = OmegaConf.merge(cfg, dotlist)
         missing = sorted(OmegaConf.missing_keys(cfg))
         if missing:
             raise ConfigError(f"mandatory value not set: {missing[0]} (pass {missing[0]}=...)")
@@ -275,6 +282,30 @@ def load_config(
     OmegaConf.set_readonly(cfg, True)
     _validate(cfg)
     return cfg
+
+
+# Keys that were removed because another key says the same: a user who writes one is told
+# which key replaced it; a config saved with one (an older checkpoint) is upgraded.
+_REPLACED = {
+    "cluster.enabled": "model.aux_head (cluster.enabled=false is model.aux_head=none)",
+}
+
+
+def _refuse_replaced_keys(node: DictConfig, where: str) -> None:
+    for key, replacement in _REPLACED.items():
+        if OmegaConf.select(node, key, default=None) is not None:
+            raise ConfigError(f"config key {key!r} was replaced by {replacement}{where}")
+
+
+def _upgrade_saved(node: DictConfig) -> DictConfig:
+    """A config saved by an older version, read back from a checkpoint: ``cluster.enabled``
+    becomes ``model.aux_head``."""
+    enabled = OmegaConf.select(node, "cluster.enabled", default=None)
+    if enabled is not None:
+        node.cluster.pop("enabled")
+        if not enabled and OmegaConf.select(node, "model.aux_head", default="cluster") == "cluster":
+            OmegaConf.update(node, "model.aux_head", "none")
+    return node
 
 
 _DATA_NODES = ("data", "transfer.source")  # corpus descriptions (DataConfig)

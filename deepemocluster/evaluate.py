@@ -9,25 +9,24 @@ from __future__ import annotations
 import argparse
 import logging
 import sys
-from pathlib import Path
 
 import torch
 
 from deepemocluster.data.corpus import load_corpus
 from deepemocluster.data.datasets import ChunkDataset
-from deepemocluster.engine import ccc_report, predict_utterances, restore_model
 from deepemocluster.errors import DeepEmoClusterError, ManifestError
+from deepemocluster.inference import predict_utterances
+from deepemocluster.metrics import ccc_report
 from deepemocluster.predict import load_state
-from deepemocluster.tracking import Tracker, resolve_uri
+from deepemocluster.tracking import Tracker
 
 log = logging.getLogger("deepemocluster")
 
 
 def evaluate(model_ref: str, split: str, tracking_uri: str = "") -> dict[str, float]:
     """CCC report of checkpoint file or run id ``model_ref`` on ``split``."""
-    state = load_state(model_ref, tracking_uri)
-    cfg, model, scaler = restore_model(state)
-    uri = resolve_uri(tracking_uri or cfg.tracking.uri, cfg.tracking.runs_dir)
+    checkpoint = load_state(model_ref, tracking_uri)
+    cfg, model = checkpoint.restore_model()
     torch.set_num_threads(cfg.train.threads)
     corpus = load_corpus(cfg)
     rows = corpus.rows(split, labelled=True)
@@ -35,26 +34,17 @@ def evaluate(model_ref: str, split: str, tracking_uri: str = "") -> dict[str, fl
         raise ManifestError(
             f"split {split!r} has {len(rows)} labelled utterances with usable audio"
         )
-    c = cfg.chunking
-    ds = ChunkDataset(
-        corpus.packed,
-        rows,
-        state["feature_mean"].numpy(),
-        state["feature_std"].numpy(),
-        c.n_chunks,
-        c.frames,
-        c.clip,
+    ds = ChunkDataset.for_rows(
+        corpus.packed, rows, checkpoint.feature_mean, checkpoint.feature_std, cfg.chunking
     )
     attributes = list(cfg.model.attributes)
-    pred = scaler.restore(
+    pred = checkpoint.scaler.restore(
         predict_utterances(model, ds, cfg.train.eval_batch_chunks, torch.device("cpu"))
     )
     report = ccc_report(corpus.ratings(rows, attributes), pred, attributes)
-    if state.get("run_id"):
-        tracker = Tracker(
-            uri, cfg.tracking.experiment, Path(cfg.tracking.runs_dir) / "artifacts", 10.0
-        )
-        tracker.start("", run_id=state["run_id"])
+    if checkpoint.run_id:
+        tracker = Tracker.open(cfg.tracking, uri=tracking_uri)
+        tracker.start("", run_id=checkpoint.run_id)
         tracker.log_metrics({f"eval/{split}/{k}": v for k, v in report.items()})
         tracker.end()
     return report

@@ -9,7 +9,7 @@ import numpy as np
 import torch
 
 from deepemocluster.data.datasets import ChunkDataset
-from deepemocluster.engine import embed_chunks
+from deepemocluster.inference import embed_chunks
 from deepemocluster.model import DeepEmoCluster
 from deepemocluster.model.siamese import pair_distance
 

@@ -14,6 +14,15 @@ def ccc(y_true: np.ndarray, y_pred: np.ndarray) -> float:
     return float(2.0 * cov / denom) if denom > 0 else 0.0
 
 
+def ccc_report(
+    ratings: np.ndarray, predictions: np.ndarray, attributes: list[str]
+) -> dict[str, float]:
+    """CCC per attribute (columns of ``ratings``/``predictions``), plus their mean as ``ccc_mean``."""
+    report = {f"ccc_{a}": ccc(ratings[:, j], predictions[:, j]) for j, a in enumerate(attributes)}
+    report["ccc_mean"] = float(np.mean(list(report.values())))
+    return report
+
+
 def nmi(a: np.ndarray, b: np.ndarray) -> float:
     """Normalised mutual information with arithmetic-mean normalisation (as DeepCluster logs)."""
     _, a = np.unique(np.asarray(a), return_inverse=True)

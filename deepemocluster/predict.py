@@ -22,13 +22,14 @@ import numpy as np
 import torch
 from omegaconf import DictConfig
 
-from deepemocluster.checkpoint import load_checkpoint
+from deepemocluster.checkpoint import Checkpoint
 from deepemocluster.clustering import Projection, assign
 from deepemocluster.data.audio import AUDIO_SUFFIXES
 from deepemocluster.data.datasets import ChunkDataset
 from deepemocluster.data.features import FeatureSettings, PackedFeatures
-from deepemocluster.engine import LabelScaler, embed_chunks, predict_utterances, restore_model
+from deepemocluster.data.labels import LabelScaler
 from deepemocluster.errors import AudioError, CheckpointError, DeepEmoClusterError
+from deepemocluster.inference import embed_chunks, predict_utterances
 from deepemocluster.model import DeepEmoCluster
 from deepemocluster.stats import utterance_clusters
 from deepemocluster.tracking import download_checkpoint, resolve_uri
@@ -52,20 +53,18 @@ class Predictor:
     centroids: np.ndarray | None
 
     @classmethod
-    def from_checkpoint(cls, state: dict) -> Predictor:
-        cfg, model, scaler = restore_model(state)
-        clustering = state.get("clustering")
-        projection = centroids = None
-        if clustering is not None:
-            matrix, bias = clustering["projection_matrix"], clustering["projection_bias"]
-            projection = Projection(
-                None if matrix is None else matrix.numpy(),
-                None if bias is None else bias.numpy(),
-                bool(clustering["l2_normalize"]),
-            )
-            centroids = clustering["centroids"].numpy()
-        mean, std = state["feature_mean"].numpy(), state["feature_std"].numpy()
-        return cls(cfg, model, scaler, mean, std, projection, centroids)
+    def from_checkpoint(cls, checkpoint: Checkpoint) -> Predictor:
+        cfg, model = checkpoint.restore_model()
+        space = checkpoint.clusters
+        return cls(
+            cfg,
+            model,
+            checkpoint.scaler,
+            checkpoint.feature_mean,
+            checkpoint.feature_std,
+            None if space is None else space.projection,
+            None if space is None else space.centroids,
+        )
 
     @property
     def attributes(self) -> list[str]:
@@ -77,9 +76,8 @@ class Predictor:
 
     def dataset(self, packed: PackedFeatures, rows: np.ndarray) -> ChunkDataset:
         """Utterances ``rows`` of ``packed``, chunked and normalised exactly as in training."""
-        c = self.cfg.chunking
-        return ChunkDataset(
-            packed, rows, self.feature_mean, self.feature_std, c.n_chunks, c.frames, c.clip
+        return ChunkDataset.for_rows(
+            packed, rows, self.feature_mean, self.feature_std, self.cfg.chunking
         )
 
     def ratings(self, ds: ChunkDataset) -> np.ndarray:
@@ -141,13 +139,13 @@ def output_columns(attributes: list[str]) -> list[str]:
     return ["path", "duration_s", *attributes, "cluster", "cluster_distance", "error"]
 
 
-def load_state(model_ref: str, tracking_uri: str = "") -> dict:
-    """Checkpoint dict from a checkpoint file, or the best checkpoint of MLflow run ``model_ref``
+def load_state(model_ref: str, tracking_uri: str = "") -> Checkpoint:
+    """Checkpoint file ``model_ref``, or the best checkpoint of MLflow run ``model_ref``
     (anything that looks like a path is a file: a typo then says "not found", not "no such run")."""
     path = Path(model_ref)
     if path.is_file() or path.suffix or len(path.parts) > 1:
-        return load_checkpoint(path)
-    return load_checkpoint(download_checkpoint(resolve_uri(tracking_uri, "runs"), model_ref))
+        return Checkpoint.load(path)
+    return Checkpoint.load(download_checkpoint(resolve_uri(tracking_uri, "runs"), model_ref))
 
 
 def audio_files(paths: Sequence[str | Path]) -> Iterator[Path]:

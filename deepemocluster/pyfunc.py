@@ -11,7 +11,7 @@ from pathlib import Path
 
 import pandas as pd
 
-from deepemocluster.checkpoint import load_checkpoint
+from deepemocluster.checkpoint import Checkpoint
 from deepemocluster.predict import Predictor, output_columns
 from deepemocluster.tracking import log_pyfunc_model
 
@@ -27,7 +27,7 @@ def log_model(checkpoint: Path, attributes: list[str]) -> None:
 
 def load(artifacts: dict[str, str]) -> Callable[[pd.DataFrame], pd.DataFrame]:
     """Called by MLflow when the model is loaded: the checkpoint → a DataFrame function."""
-    predictor = Predictor.from_checkpoint(load_checkpoint(artifacts[CHECKPOINT]))
+    predictor = Predictor.from_checkpoint(Checkpoint.load(artifacts[CHECKPOINT]))
 
     def predict(frame: pd.DataFrame) -> pd.DataFrame:
         out = pd.DataFrame(

@@ -17,6 +17,9 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from omegaconf import DictConfig
+
+from deepemocluster.config import resolve_path
 from deepemocluster.errors import TrackingError
 from deepemocluster.faults import failpoint
 
@@ -88,6 +91,18 @@ class Tracker:
                 f"cannot open MLflow experiment {experiment!r} at {uri}: {e}"
             ) from e
         self.run_id: str | None = None
+
+    @classmethod
+    def open(cls, tracking: DictConfig, uri: str = "") -> Tracker:
+        """The store a ``tracking`` config group names (``uri`` overrides ``tracking.uri``):
+        the one way every command opens it."""
+        runs_dir = resolve_path(tracking.runs_dir)
+        return cls(
+            resolve_uri(uri or tracking.uri, runs_dir),
+            tracking.experiment,
+            runs_dir / "artifacts",
+            tracking.connect_timeout_s,
+        )
 
     def start(
         self, run_name: str, run_id: str | None = None, parent_run_id: str | None = None

@@ -23,26 +23,20 @@ import torch
 from omegaconf import DictConfig, OmegaConf
 
 from deepemocluster import distributed
-from deepemocluster.checkpoint import load_checkpoint, save_checkpoint
+from deepemocluster.checkpoint import Checkpoint
+from deepemocluster.cli import exit_code, setup_logging
 from deepemocluster.config import flatten, load_config, resolve_path, to_yaml
-from deepemocluster.data.corpus import Corpus, load_corpus
+from deepemocluster.data.corpus import Corpus, hide_labels, load_corpus
 from deepemocluster.data.datasets import ChunkDataset
-from deepemocluster.data.manifest import UNLABELLED_SPLIT
-from deepemocluster.data.pairs import pair_labels
-from deepemocluster.engine import ccc_report, predict_utterances
 from deepemocluster.errors import ConfigError
 from deepemocluster.fewshot import embed_utterances, score_embeddings
 from deepemocluster.tracking import Tracker, download_checkpoint, resolve_uri
-from deepemocluster.train import (
-    BEST,
-    Data,
-    Interrupted,
-    Loop,
-    build_data,
-    exit_code,
-    run,
-    select_device,
-)
+from deepemocluster.training.data import build_data, utterance_pair_labels
+from deepemocluster.training.hooks import Hooks
+from deepemocluster.training.run import run, select_device
+from deepemocluster.training.run_folder import BEST
+from deepemocluster.training.signals import Interrupted
+from deepemocluster.training.trainer import Trainer
 
 log = logging.getLogger("deepemocluster")
 FINETUNED = "checkpoint_finetuned.pt"
@@ -66,7 +60,7 @@ def run_transfer(cfg: DictConfig, config_name: str = "siamese_transfer") -> dict
     run_dir.mkdir(parents=True)
     (run_dir / "config.yaml").write_text(to_yaml(cfg))
 
-    tracker = _tracker(cfg)
+    tracker = Tracker.open(cfg.tracking)
     parent_id = tracker.start(name)
     tracker.log_params(flatten(cfg))
     tracker.log_artifact(run_dir / "config.yaml")
@@ -101,19 +95,14 @@ def few_shot(corpus: Corpus, cfg: DictConfig) -> Corpus:
     drawn with ``train.seed``; the others join the Unlabelled split, so no label of theirs is
     read in training (their audio still counts in the feature statistics)."""
     train = corpus.rows(cfg.data.splits.train, labelled=True)
-    labels = _pair_labels(corpus, train, cfg)
+    labels = utterance_pair_labels(corpus, train, cfg)
     rng = np.random.default_rng(cfg.train.seed)
     keep = {
         int(row)
         for label in np.unique(labels[labels >= 0])
         for row in rng.permutation(train[labels == label])[: cfg.transfer.shots]
     }
-    hidden = set(train.tolist()) - keep
-    manifest = tuple(
-        replace(u, split=UNLABELLED_SPLIT) if i in hidden else u
-        for i, u in enumerate(corpus.manifest)
-    )
-    return replace(corpus, manifest=manifest)
+    return replace(corpus, manifest=hide_labels(corpus.manifest, set(train.tolist()) - keep))
 
 
 def frozen_block_count(freeze_blocks: int, n_blocks: int) -> int:
@@ -126,26 +115,26 @@ def frozen_block_count(freeze_blocks: int, n_blocks: int) -> int:
     return n
 
 
-def _pretrained_state(cfg: DictConfig, name: str, parent_id: str) -> tuple[dict | None, str]:
+def _pretrained_state(cfg: DictConfig, name: str, parent_id: str) -> tuple[Checkpoint | None, str]:
     """(checkpoint to start fine-tuning from, or None for a random start; its run id)."""
     ref = cfg.transfer.pretrained_run
     if ref == "none":
         return None, "none"
     if ref:
         uri = resolve_uri(cfg.tracking.uri, resolve_path(cfg.tracking.runs_dir))
-        state = load_checkpoint(download_checkpoint(uri, ref, cfg.tracking.connect_timeout_s))
-        _check_architecture(cfg, load_config(text=state["config_yaml"]), ref)
+        state = Checkpoint.load(download_checkpoint(uri, ref, cfg.tracking.connect_timeout_s))
+        _check_architecture(cfg, state.config(), ref)
         return state, ref
     state = pretrain(cfg, f"{name}-pretrain", parent_id)
-    return state, state["run_id"]
+    return state, state.run_id
 
 
-def pretrain(cfg: DictConfig, run_name: str, parent_run_id: str | None = None) -> dict:
+def pretrain(cfg: DictConfig, run_name: str, parent_run_id: str | None = None) -> Checkpoint:
     """Train on the source corpus (a complete training run, tracked under ``run_name``); returns
     its best checkpoint, whose ``run_id`` later transfers can pass as ``transfer.pretrained_run``."""
     source = source_config(cfg, run_name)
     run(source, "pretrain", parent_run_id=parent_run_id)
-    return load_checkpoint(resolve_path(source.tracking.runs_dir) / run_name / BEST)
+    return Checkpoint.load(resolve_path(source.tracking.runs_dir) / run_name / BEST)
 
 
 def _check_architecture(cfg: DictConfig, pretrained: DictConfig, ref: str) -> None:
@@ -164,35 +153,50 @@ def _check_architecture(cfg: DictConfig, pretrained: DictConfig, ref: str) -> No
         )
 
 
-def _finetune(cfg: DictConfig, init_state: dict | None, name: str, parent_id: str) -> dict:
+class _LogEpochs(Hooks):
+    def __init__(self, tracker: Tracker) -> None:
+        self.tracker = tracker
+
+    def on_epoch_end(self, epoch: int, metrics: dict[str, float]) -> None:
+        self.tracker.log_metrics(metrics, step=epoch)
+
+
+def _finetune(
+    cfg: DictConfig, init_state: Checkpoint | None, name: str, parent_id: str
+) -> dict[str, float]:
     """Fine-tune on the few-shot target Train set for ``transfer.finetune_epochs`` epochs (no
     model selection: a labelled development set larger than the training set would not be
-    few-shot) and score the final weights on the target test split."""
+    few-shot, so ``train.patience`` is off) and score the final weights on the target
+    test split."""
     ft_cfg = load_config(
         text=to_yaml(cfg),
-        overrides=[f"optim.main.lr={cfg.transfer.finetune_lr}", f"tracking.run_name={name}"],
+        overrides=[
+            f"optim.main.lr={cfg.transfer.finetune_lr}",
+            f"tracking.run_name={name}",
+            "train.patience=0",
+        ],
     )
     corpus = few_shot(load_corpus(ft_cfg), ft_cfg)
     data = build_data(corpus, ft_cfg)
     run_dir = resolve_path(cfg.tracking.runs_dir) / name
     run_dir.mkdir(parents=True)
-    tracker = _tracker(cfg)
+    tracker = Tracker.open(cfg.tracking)
     run_id = tracker.start(name, parent_run_id=parent_id)
     try:
         tracker.log_params(flatten(ft_cfg))
         tracker.set_tags({"data_fingerprint": corpus.fingerprint, "run_dir": str(run_dir)})
-        loop = Loop(ft_cfg, data, select_device(cfg.train.device, cfg.train.amp), run_dir)
+        device = select_device(cfg.train.device, cfg.train.amp)
+        trainer = Trainer(ft_cfg, data, device, hooks=[_LogEpochs(tracker)])
         if init_state is not None:
-            loop.model.load_state_dict(init_state["model"])
-        n_blocks = len(loop.model.encoder.blocks)
-        loop.model.freeze_encoder_blocks(frozen_block_count(cfg.transfer.freeze_blocks, n_blocks))
-        while loop.epoch < cfg.transfer.finetune_epochs:
-            metrics = loop.run_epoch()
-            loop.epoch += 1
-            tracker.log_metrics(metrics, step=loop.epoch)
-        save_checkpoint(loop.state(run_id), run_dir / FINETUNED)
+            trainer.model.load_state_dict(init_state.model)
+        n_blocks = len(trainer.model.encoder.blocks)
+        trainer.model.freeze_encoder_blocks(
+            frozen_block_count(cfg.transfer.freeze_blocks, n_blocks)
+        )
+        trainer.fit(epochs=cfg.transfer.finetune_epochs)
+        trainer.checkpoint(run_id).save(run_dir / FINETUNED)
         tracker.log_artifact(run_dir / FINETUNED, "checkpoints")
-        test = {f"test/{k}": v for k, v in target_scores(loop, ft_cfg).items()}
+        test = {f"test/{k}": v for k, v in target_scores(trainer, ft_cfg).items()}
         test["support_utterances"] = float(data.n_labelled)
         tracker.log_metrics(test)
     except BaseException:
@@ -202,17 +206,23 @@ def _finetune(cfg: DictConfig, init_state: dict | None, name: str, parent_id: st
     return test
 
 
-def target_scores(loop: Loop, cfg: DictConfig) -> dict[str, float]:
+def target_scores(trainer: Trainer, cfg: DictConfig) -> dict[str, float]:
     """Prototype / k-NN accuracy and macro-F1 on the test split with the labelled Train
     utterances as support, plus A/V/D CCC when the regressor is trained (``train.ccc_weight``)."""
-    data: Data = loop.data
-    model, device, batch = loop.model, loop.device, cfg.train.eval_batch_chunks
-    support_rows = data.train.rows[: data.n_labelled]
-    query_labels = _pair_labels(data.corpus, data.test.rows, cfg)
+    data = trainer.data
+    model, device, batch = trainer.model, trainer.device, cfg.train.eval_batch_chunks
+    support = ChunkDataset.for_rows(
+        data.corpus.packed,
+        data.train.rows[: data.n_labelled],
+        data.corpus.mean,
+        data.corpus.std,
+        cfg.chunking,
+    )
+    query_labels = utterance_pair_labels(data.corpus, data.test.rows, cfg)
     scored = np.flatnonzero(query_labels >= 0)
     query = embed_utterances(model, data.test, batch, device)[torch.from_numpy(scored)]
     report = score_embeddings(
-        embed_utterances(model, _utterances(data, support_rows, cfg), batch, device),
+        embed_utterances(model, support, batch, device),
         data.pair_labels[: data.n_labelled],
         query,
         query_labels[scored],
@@ -220,33 +230,8 @@ def target_scores(loop: Loop, cfg: DictConfig) -> dict[str, float]:
         cfg.transfer.knn,
     )
     if cfg.train.ccc_weight > 0:
-        predicted = data.scaler.restore(predict_utterances(model, data.test, batch, device))
-        attributes = list(cfg.model.attributes)
-        ratings = data.corpus.ratings(data.test.rows, attributes)
-        report.update(ccc_report(ratings, predicted, attributes))
+        report.update(trainer.evaluate(data.test))
     return report
-
-
-def _utterances(data: Data, rows: np.ndarray, cfg: DictConfig) -> ChunkDataset:
-    c, corpus = cfg.chunking, data.corpus
-    return ChunkDataset(corpus.packed, rows, corpus.mean, corpus.std, c.n_chunks, c.frames, c.clip)
-
-
-def _pair_labels(corpus: Corpus, rows: np.ndarray, cfg: DictConfig) -> np.ndarray:
-    s = cfg.siamese
-    return pair_labels(
-        [corpus.manifest[r] for r in rows], s.pair_label, s.bin_attribute, s.bin_edges
-    )
-
-
-def _tracker(cfg: DictConfig) -> Tracker:
-    runs_dir = resolve_path(cfg.tracking.runs_dir)
-    return Tracker(
-        resolve_uri(cfg.tracking.uri, runs_dir),
-        cfg.tracking.experiment,
-        runs_dir / "artifacts",
-        cfg.tracking.connect_timeout_s,
-    )
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -256,9 +241,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--config", default="configs/siamese_transfer.yaml", help="YAML file")
     parser.add_argument("overrides", nargs="*", help="key.sub=value config overrides")
     args = parser.parse_args(argv)
-    logging.basicConfig(
-        level=logging.INFO, format="%(asctime)s %(levelname)s %(message)s", stream=sys.stderr
-    )
+    setup_logging()
     return exit_code(
         lambda: run_transfer(load_config(args.config, args.overrides), Path(args.config).stem)
     )

@@ -201,3 +201,24 @@ def test_flatten_gives_dotted_keys_for_every_leaf():
     assert flat["optim.top.lr"] == 0.2
     assert flat["data.splits.train"] == "Train"
     assert not any(isinstance(v, dict) for v in flat.values())
+
+
+def test_a_replaced_key_is_refused_naming_its_replacement(tmp_path):
+    with pytest.raises(ConfigError, match=r"'cluster.enabled' was replaced by model.aux_head"):
+        load_config(overrides=["data.root=x", "cluster.enabled=false"])
+    path = tmp_path / "old.yaml"
+    path.write_text("data:\n  root: x\ncluster:\n  enabled: true\n")
+    with pytest.raises(ConfigError, match=r"replaced by model.aux_head.*old.yaml"):
+        load_config(path)
+
+
+def test_a_config_saved_with_a_replaced_key_is_upgraded():
+    """Checkpoints written before ``cluster.enabled`` was removed still load."""
+    off = load_config(text="data:\n  root: x\ncluster:\n  enabled: false\n  k: 7\n")
+    assert off.model.aux_head == "none" and off.cluster.k == 7
+    on = load_config(text="data:\n  root: x\ncluster:\n  enabled: true\n")
+    assert on.model.aux_head == "cluster"
+    siamese = load_config(
+        text="data: {root: x}\nmodel: {aux_head: siamese}\ncluster: {enabled: false}\n"
+    )
+    assert siamese.model.aux_head == "siamese"

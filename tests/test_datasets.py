@@ -16,7 +16,7 @@ from torch.utils.data import BatchSampler, DataLoader
 
 from deepemocluster.config import load_config
 from deepemocluster.data.chunking import chunk_starts
-from deepemocluster.data.corpus import hide_labels, load_corpus
+from deepemocluster.data.corpus import beyond_label_fraction, hide_labels, load_corpus
 from deepemocluster.data.datasets import ChunkBatches, ChunkDataset
 from deepemocluster.data.features import (
     ArrayRows,
@@ -400,7 +400,7 @@ def _fake_manifest(n_train: int) -> tuple[Utterance, ...]:
 @pytest.mark.parametrize("fraction, kept", [(0.3, 30), (0.05, 5), (0.001, 1), (1.0, 100)])
 def test_hide_labels_keeps_the_requested_fraction(fraction, kept):
     manifest = _fake_manifest(100)
-    out = hide_labels(manifest, fraction, "Train", seed=0)
+    out = hide_labels(manifest, beyond_label_fraction(manifest, fraction, "Train", seed=0))
     assert len(out) == len(manifest)
     assert sum(u.split == "Train" and u.labelled for u in out) == kept
     assert sum(u.split == UNLABELLED_SPLIT for u in out) == 10 + 100 - kept
@@ -415,7 +415,7 @@ def test_hide_labels_is_deterministic_per_seed():
     manifest = _fake_manifest(50)
 
     def kept(seed):
-        out = hide_labels(manifest, 0.2, "Train", seed)
+        out = hide_labels(manifest, beyond_label_fraction(manifest, 0.2, "Train", seed))
         return [u.id for u in out if u.split == "Train"]
 
     assert kept(7) == kept(7)

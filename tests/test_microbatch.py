@@ -19,8 +19,8 @@ from deepemocluster import distributed
 from deepemocluster.config import load_config
 from deepemocluster.errors import ConfigError
 from deepemocluster.losses import ccc_loss
-from deepemocluster.microbatch import SplitStep
 from deepemocluster.model import build_model
+from deepemocluster.training.microbatch import SplitStep
 
 CPU = torch.device("cpu")
 N_MELS = 32

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import hashlib
 import logging
+from collections.abc import Iterable
 from dataclasses import dataclass, replace
 from pathlib import Path
 
@@ -87,27 +88,39 @@ def read_manifest(data: DictConfig) -> Manifest:
     return manifest
 
 
-def hide_labels(manifest: Manifest, fraction: float, train_split: str, seed: int) -> Manifest:
-    """Keep ``fraction`` of the labelled Train utterances for supervision; move the rest to the
-    ``Unlabelled`` split (the low-label experiment). Their ratings stay on the record so analysis
-    can still use them, but training only reads ratings of the Train split."""
-    if fraction >= 1.0:
-        return manifest
-    train = [i for i, u in enumerate(manifest) if u.split == train_split and u.labelled]
-    rng = np.random.default_rng(seed)
-    hidden = set(rng.permutation(train)[max(1, round(fraction * len(train))) :].tolist())
+def hide_labels(manifest: Manifest, hidden: Iterable[int]) -> Manifest:
+    """Move the utterances at positions ``hidden`` to the ``Unlabelled`` split. Their ratings
+    stay on the record so analysis can still use them, but training only reads ratings of the
+    Train split."""
+    hidden = set(hidden)
     return tuple(
         replace(u, split=UNLABELLED_SPLIT) if i in hidden else u for i, u in enumerate(manifest)
     )
 
 
+def beyond_label_fraction(
+    manifest: Manifest, fraction: float, train_split: str, seed: int
+) -> list[int]:
+    """The labelled Train utterances left over when a random ``fraction`` of them (at least one)
+    keeps its labels: the low-label experiment's ``data.label_fraction``."""
+    if fraction >= 1.0:
+        return []
+    train = [i for i, u in enumerate(manifest) if u.split == train_split and u.labelled]
+    rng = np.random.default_rng(seed)
+    return rng.permutation(train)[max(1, round(fraction * len(train))) :].tolist()
+
+
 def load_corpus(cfg: DictConfig, seed: int | None = None) -> Corpus:
     """Manifest → features (extracted once, cached) → packed store + Train statistics."""
+    manifest = read_manifest(cfg.data)
     manifest = hide_labels(
-        read_manifest(cfg.data),
-        cfg.data.label_fraction,
-        cfg.data.splits.train,
-        cfg.train.seed if seed is None else seed,
+        manifest,
+        beyond_label_fraction(
+            manifest,
+            cfg.data.label_fraction,
+            cfg.data.splits.train,
+            cfg.train.seed if seed is None else seed,
+        ),
     )
     store = FeatureStore(cfg.features.store, FeatureSettings.from_config(cfg.features))
     extraction = store.extract([u.path for u in manifest], workers=cfg.features.workers)

@@ -13,6 +13,7 @@ from collections.abc import Sequence
 
 import numpy as np
 import torch
+from omegaconf import DictConfig
 from torch.utils.data import Dataset
 
 from deepemocluster.data.chunking import chunk_starts
@@ -52,6 +53,22 @@ class ChunkDataset(Dataset):
         self.lengths = packed.lengths[self.rows]
         starts = [chunk_starts(int(n), n_chunks, frames) for n in self.lengths]
         self.starts = np.array(starts, dtype=np.int64).reshape(-1, n_chunks)
+
+    @classmethod
+    def for_rows(
+        cls,
+        packed: PackedFeatures,
+        rows: Sequence[int],
+        mean: np.ndarray,
+        std: np.ndarray,
+        chunking: DictConfig,
+        targets: np.ndarray | None = None,
+    ) -> ChunkDataset:
+        """Utterances ``rows`` chunked as the ``chunking`` config group says, normalised with the
+        Train statistics ``mean``/``std``: the one way training, evaluation and prediction cut
+        their utterances."""
+        c = chunking
+        return cls(packed, rows, mean, std, c.n_chunks, c.frames, c.clip, targets)
 
     def __len__(self) -> int:
         return len(self.rows)

@@ -68,7 +68,7 @@ def build_model(cfg: DictConfig, n_mels: int) -> DeepEmoCluster:
     encoder = ChunkEncoder(
         cfg.chunking.frames, n_mels, m.channels, m.strides, m.embed_dim, m.dropout
     )
-    uses_clusters = cfg.cluster.enabled and m.aux_head == "cluster"
+    uses_clusters = m.aux_head == "cluster"
     cluster = ClusterHead(m.embed_dim, m.head_dim, cfg.cluster.k) if uses_clusters else None
     siamese = (
         SiameseHead(m.embed_dim, m.head_dim, cfg.siamese.embed_dim)

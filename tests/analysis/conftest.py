@@ -32,7 +32,7 @@ TINY = [*TINY_BASE, "tracking.run_name=tiny"]
 
 @pytest.fixture(scope="session")
 def trained_run(tmp_path_factory) -> TrainedRun:
-    from deepemocluster.train import run
+    from deepemocluster.training.run import run
 
     base = tmp_path_factory.mktemp("analysis_run")
     uri = f"sqlite:///{base / 'runs' / 'mlflow.db'}"

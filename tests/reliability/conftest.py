@@ -35,7 +35,7 @@ def demo(demo_dirs, tmp_path_factory) -> Demo:
 @pytest.fixture(scope="session")
 def reference(demo, tmp_path_factory) -> dict[str, float]:
     """Final test metrics of an uninterrupted run of the tiny config (sqlite store)."""
-    from deepemocluster.train import run
+    from deepemocluster.training.run import run
 
     runs = tmp_path_factory.mktemp("reference") / "runs"
     return run(demo.config(runs, "reference"))

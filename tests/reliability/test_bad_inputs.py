@@ -22,7 +22,7 @@ from mlflow.tracking import MlflowClient
 
 from deepemocluster.config import load_config
 from deepemocluster.data.features import FeatureSettings, FeatureStore, entry_key
-from deepemocluster.train import run
+from deepemocluster.training.run import run
 
 from .cases import AUDIO_CASES, ROOT_REASON, RUNNING_AS_ROOT, USED, AudioCase, _sound
 from .support import run_id_of

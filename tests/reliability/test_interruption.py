@@ -18,10 +18,12 @@ import numpy as np
 import pytest
 from mlflow.tracking import MlflowClient
 
-from deepemocluster.checkpoint import load_checkpoint
+from deepemocluster.checkpoint import Checkpoint
 from deepemocluster.config import load_config
 from deepemocluster.data.features import FeatureSettings, FeatureStore
-from deepemocluster.train import BEST, LAST, Interrupted, run
+from deepemocluster.training.run import run
+from deepemocluster.training.run_folder import BEST, LAST
+from deepemocluster.training.signals import Interrupted
 
 from .support import cli_env, run_cli, run_id_of
 
@@ -65,23 +67,23 @@ def test_interrupt_at_every_point_then_resume_matches_an_uninterrupted_run(
     failpoint("mlflow_log:1")
     with pytest.raises(Interrupted):
         run(resume)
-    assert load_checkpoint(run_dir / LAST)["epoch"] == 1
+    assert Checkpoint.load(run_dir / LAST).epoch == 1
 
     # 5. kill -9 while epoch 2's checkpoint_last is written: the previous one stays usable
     killed = run_cli(
         "train", resume_args, tmp_path, DEEPEMOCLUSTER_FAILPOINT="write_checkpoint_last:1:kill"
     )
     assert killed.returncode == -9, killed.stderr[-3000:]
-    assert load_checkpoint(run_dir / LAST)["epoch"] == 1
+    assert Checkpoint.load(run_dir / LAST).epoch == 1
     (torn,) = run_dir.glob(f".{LAST}.*.tmp")  # the whole new file, never renamed into place
-    assert load_checkpoint(torn)["epoch"] == 2
+    assert Checkpoint.load(torn).epoch == 2
 
     # 6. SIGTERM in the final logging (call 1: epoch 2's metrics, call 2: the test metrics)
     failpoint("mlflow_log:2")
     with pytest.raises(Interrupted):
         run(resume)
     assert not torn.exists()  # resume cleared the leftover
-    assert load_checkpoint(run_dir / LAST)["epoch"] == 2
+    assert Checkpoint.load(run_dir / LAST).epoch == 2
 
     # 7. resume to the end
     failpoint("")
@@ -96,7 +98,7 @@ def test_interrupt_at_every_point_then_resume_matches_an_uninterrupted_run(
         for step in (1, 2):  # a repeated epoch logs the same numbers again
             assert len({m.value for m in history if m.step == step}) == 1, (key, step)
     assert r.data.metrics["test/ccc_mean"] == pytest.approx(reference["test/ccc_mean"])
-    assert "clustering" in load_checkpoint(run_dir / BEST)
+    assert Checkpoint.load(run_dir / BEST).clusters is not None
 
 
 def test_kill_during_feature_write_leaves_nothing_that_is_read_back(demo, tmp_path):

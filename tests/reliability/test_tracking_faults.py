@@ -11,9 +11,10 @@ import time
 import pytest
 from mlflow.tracking import MlflowClient
 
-from deepemocluster.checkpoint import load_checkpoint
+from deepemocluster.checkpoint import Checkpoint
 from deepemocluster.config import load_config
-from deepemocluster.train import LAST, run
+from deepemocluster.training.run import run
+from deepemocluster.training.run_folder import LAST
 
 from .support import cli_command, cli_env, is_stopped, run_id_of, wait_until
 
@@ -116,7 +117,7 @@ def test_server_killed_mid_run_then_resume_completes_the_same_run(
     assert any("cannot log the metrics of step 2" in e and uri in e for e in errors), errors
     assert "intact (last finished epoch 1)" in err
     assert "train.resume=true tracking.run_name=flaky" in err
-    assert load_checkpoint(runs / "flaky" / LAST)["epoch"] == 1
+    assert Checkpoint.load(runs / "flaky" / LAST).epoch == 1
     run_id = run_id_of(runs / "flaky")
 
     mlflow_server.up()  # back, at the same URI

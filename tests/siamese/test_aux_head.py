@@ -10,10 +10,12 @@ import pytest
 import torch
 from mlflow.tracking import MlflowClient
 
-from deepemocluster.checkpoint import load_checkpoint, save_checkpoint
+from deepemocluster.checkpoint import Checkpoint
 from deepemocluster.data.corpus import load_corpus
 from deepemocluster.evaluate import evaluate
-from deepemocluster.train import Loop, build_data, run
+from deepemocluster.training.data import build_data
+from deepemocluster.training.run import run
+from deepemocluster.training.trainer import Trainer
 
 pytestmark = pytest.mark.slow
 
@@ -32,7 +34,7 @@ def test_siamese_aux_head_trains_end_to_end_with_metrics_logged(siamese_cfg):
     assert 0.0 < r.data.metrics["train/loss_pair"] < 4.0  # cosine distance ≤ 2, margin 1
     assert r.data.metrics["test/ccc_mean"] == pytest.approx(test["test/ccc_mean"])
     best = Path(cfg.tracking.runs_dir) / "tiny" / "checkpoint_best.pt"
-    assert any(k.startswith("siamese.") for k in load_checkpoint(best)["model"])
+    assert any(k.startswith("siamese.") for k in Checkpoint.load(best).model)
     assert evaluate(str(best), "Test1")["ccc_mean"] == pytest.approx(
         test["test/ccc_mean"], abs=1e-6
     )
@@ -42,19 +44,21 @@ def test_resumed_siamese_epoch_matches_the_uninterrupted_one(siamese_cfg, tmp_pa
     cfg = siamese_cfg("siamese.pairs_per_batch=16")
     data = build_data(load_corpus(cfg), cfg)
 
-    def loop() -> Loop:
-        return Loop(cfg, data, torch.device("cpu"), tmp_path)
+    def trainer() -> Trainer:
+        return Trainer(cfg, data, torch.device("cpu"))
 
-    def epoch(lp: Loop) -> dict[str, float]:
-        metrics = lp.run_epoch()
-        lp.epoch += 1
+    def epoch(t: Trainer) -> dict[str, float]:
+        metrics = t.run_epoch()
+        t.epoch += 1
         return {k: v for k, v in metrics.items() if not k.startswith("time/")}
 
-    whole = loop()
+    whole = trainer()
     epoch(whole)
-    save_checkpoint(whole.state("run"), tmp_path / "last.pt")  # what a run killed now leaves
+    whole.checkpoint("run").save(tmp_path / "last.pt")  # what a run killed now leaves
     second = epoch(whole)
-    resumed = loop()  # a new process: fresh model and RNG, then the checkpoint
-    resumed.restore(load_checkpoint(tmp_path / "last.pt"))
+    resumed = trainer()  # a new process: fresh model and RNG, then the checkpoint
+    saved = Checkpoint.load(tmp_path / "last.pt")
+    resumed.model.load_state_dict(saved.model)
+    resumed.load_state_dict(saved.trainer)
     assert epoch(resumed) == second
     assert "train/loss_pair" in second and np.isfinite(second["train/loss_pair"])

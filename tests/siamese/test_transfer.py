@@ -10,9 +10,10 @@ import pytest
 import torch
 from mlflow.tracking import MlflowClient
 
-from deepemocluster.checkpoint import load_checkpoint
+from deepemocluster.checkpoint import Checkpoint
 from deepemocluster.data.corpus import load_corpus
-from deepemocluster.train import Loop, build_data
+from deepemocluster.training.data import build_data
+from deepemocluster.training.trainer import Trainer
 from deepemocluster.transfer import FINETUNED, few_shot, run_transfer, target_scores
 
 pytestmark = pytest.mark.slow
@@ -24,10 +25,10 @@ def _runs(cfg) -> dict[str, object]:
     return {r.info.run_name: r for r in client.search_runs([exp.experiment_id])}
 
 
-def _split(state: dict, n_frozen: int) -> tuple[dict, dict]:
+def _split(checkpoint: Checkpoint, n_frozen: int) -> tuple[dict, dict]:
     """(frozen encoder blocks, everything else) of a checkpoint's model weights and buffers."""
     frozen = tuple(f"encoder.blocks.{i}." for i in range(n_frozen))
-    model = state["model"]
+    model = checkpoint.model
     return (
         {k: v for k, v in model.items() if k.startswith(frozen)},
         {k: v for k, v in model.items() if not k.startswith(frozen) and v.is_floating_point()},
@@ -58,8 +59,8 @@ def test_transfer_runs_nest_freeze_blocks_and_reuse_the_pretrained_encoder(siame
     ]
 
     runs_dir = Path(cfg.tracking.runs_dir)
-    pretrained = load_checkpoint(runs_dir / "tiny-pretrain" / "checkpoint_best.pt")
-    tuned = load_checkpoint(runs_dir / "tiny-finetune" / FINETUNED)
+    pretrained = Checkpoint.load(runs_dir / "tiny-pretrain" / "checkpoint_best.pt")
+    tuned = Checkpoint.load(runs_dir / "tiny-finetune" / FINETUNED)
     frozen_before, free_before = _split(pretrained, 2)
     frozen_after, free_after = _split(tuned, 2)
     assert frozen_before and all(torch.equal(v, frozen_after[k]) for k, v in frozen_before.items())
@@ -78,7 +79,7 @@ def test_transfer_runs_nest_freeze_blocks_and_reuse_the_pretrained_encoder(siame
     assert "again-pretrain" not in runs
     assert runs["again-finetune"].data.tags["mlflow.parentRunId"] == runs["again"].info.run_id
     assert runs["again"].data.tags["pretrained_run"] == pre.info.run_id
-    reused = load_checkpoint(runs_dir / "again-finetune" / FINETUNED)
+    reused = Checkpoint.load(runs_dir / "again-finetune" / FINETUNED)
     frozen_before, _ = _split(pretrained, 3)
     frozen_after, _ = _split(reused, 3)
     assert all(torch.equal(v, frozen_after[k]) for k, v in frozen_before.items())
@@ -97,10 +98,8 @@ def test_short_finetune_beats_the_untrained_encoder_on_the_demo_target(siamese_c
             f"train.seed={seed}",
         )
         data = build_data(few_shot(load_corpus(cfg), cfg), cfg)
-        loop = Loop(cfg, data, torch.device("cpu"), tmp_path)
-        before.append(target_scores(loop, cfg)["proto_accuracy"])
-        for _ in range(8):
-            loop.run_epoch()
-            loop.epoch += 1
-        after.append(target_scores(loop, cfg)["proto_accuracy"])
+        trainer = Trainer(cfg, data, torch.device("cpu"))
+        before.append(target_scores(trainer, cfg)["proto_accuracy"])
+        trainer.fit(epochs=8)
+        after.append(target_scores(trainer, cfg)["proto_accuracy"])
     assert np.mean(after) > np.mean(before) + 0.1, (before, after)

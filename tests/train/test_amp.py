@@ -9,20 +9,22 @@ import numpy as np
 import pytest
 import torch
 
-from deepemocluster.checkpoint import load_checkpoint
+from deepemocluster.checkpoint import Checkpoint
 from deepemocluster.data.corpus import load_corpus
-from deepemocluster.engine import embed_chunks
-from deepemocluster.train import Loop, build_data, run
+from deepemocluster.inference import embed_chunks
+from deepemocluster.training.data import build_data
+from deepemocluster.training.run import run
+from deepemocluster.training.trainer import Trainer
 
 pytestmark = pytest.mark.slow
 
 
-def test_bf16_embeddings_are_float32_and_close_to_the_float32_pass(tiny_cfg, tmp_path):
+def test_bf16_embeddings_are_float32_and_close_to_the_float32_pass(tiny_cfg):
     cfg = tiny_cfg()
     data = build_data(load_corpus(cfg), cfg)
-    loop = Loop(cfg, data, torch.device("cpu"), tmp_path)
-    exact = embed_chunks(loop.model, data.train, 64, torch.device("cpu"))
-    fast = embed_chunks(loop.model, data.train, 64, torch.device("cpu"), amp=True)
+    model = Trainer(cfg, data, torch.device("cpu")).model
+    exact = embed_chunks(model, data.train, 64, torch.device("cpu"))
+    fast = embed_chunks(model, data.train, 64, torch.device("cpu"), amp=True)
     assert fast.dtype == np.float32 and fast.shape == exact.shape
     assert not np.array_equal(fast, exact)  # autocast really ran in bfloat16
     scale = np.abs(exact).mean()
@@ -33,6 +35,6 @@ def test_an_amp_run_trains_and_keeps_float32_weights(tiny_cfg):
     cfg = tiny_cfg("train.amp=true", "train.epochs=3")
     test = run(cfg)
     assert np.isfinite(test["test/ccc_mean"])
-    best = load_checkpoint(Path(cfg.tracking.runs_dir) / "tiny" / "checkpoint_best.pt")
-    dtypes = {t.dtype for t in best["model"].values() if t.is_floating_point()}
+    best = Checkpoint.load(Path(cfg.tracking.runs_dir) / "tiny" / "checkpoint_best.pt")
+    dtypes = {t.dtype for t in best.model.values() if t.is_floating_point()}
     assert dtypes == {torch.float32}

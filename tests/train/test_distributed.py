@@ -15,9 +15,9 @@ import numpy as np
 import pytest
 from mlflow.tracking import MlflowClient
 
-from deepemocluster.checkpoint import load_checkpoint
+from deepemocluster.checkpoint import Checkpoint
 from deepemocluster.distributed import digest
-from deepemocluster.train import LAST
+from deepemocluster.training.run_folder import LAST
 
 pytestmark = pytest.mark.slow
 
@@ -100,7 +100,7 @@ def test_only_rank_0_tracks_and_metrics_are_logged_once(distributed_run):
     assert len(client.get_metric_history(run.info.run_id, "test/ccc_mean")) == 1
     assert "epoch 1/2" in launch.logs[0] and "epoch 1/2" not in launch.logs[1]
     assert "MLflow run" not in launch.logs[1]
-    assert load_checkpoint(base / "runs" / "ddp" / LAST)["epoch"] == 2
+    assert Checkpoint.load(base / "runs" / "ddp" / LAST).epoch == 2
 
 
 def test_a_killed_distributed_run_resumes_to_the_same_numbers(distributed_run, tmp_path):
@@ -114,7 +114,7 @@ def test_a_killed_distributed_run_resumes_to_the_same_numbers(distributed_run, t
     # rank 0 is killed as it starts the second clustering: epoch 1 is checkpointed
     killed = torchrun(mine, tmp_path / "logs1", DEEPEMOCLUSTER_FAILPOINT="cluster:2:kill")
     assert killed.returncode != 0
-    assert load_checkpoint(runs / "ddp" / LAST)["epoch"] == 1
+    assert Checkpoint.load(runs / "ddp" / LAST).epoch == 1
 
     resumed = torchrun([*mine, "train.resume=true"], tmp_path / "logs2")
     assert resumed.returncode == 0, resumed.output + "\n".join(resumed.logs.values())

@@ -12,8 +12,9 @@ from memory_probe import saved_activation_rows
 
 from deepemocluster.data.corpus import load_corpus
 from deepemocluster.data.datasets import ChunkBatches
-from deepemocluster.microbatch import SplitStep
-from deepemocluster.train import Loop, build_data
+from deepemocluster.training.data import build_data
+from deepemocluster.training.step import TrainingStep
+from deepemocluster.training.trainer import Trainer
 
 pytestmark = pytest.mark.slow
 
@@ -26,12 +27,12 @@ pytestmark = pytest.mark.slow
 def test_an_epoch_in_micro_batches_steps_once_per_batch(tiny_cfg, tmp_path, extra):
     cfg = tiny_cfg("train.micro_batch_chunks=5", *extra)  # batches of 8 x 3 = 24 chunks
     data = build_data(load_corpus(cfg), cfg)
-    loop = Loop(cfg, data, torch.device("cpu"), tmp_path)
+    trainer = Trainer(cfg, data, torch.device("cpu"))
     steps: list[int] = []
-    adam = loop.optimizers["main"]
+    adam = trainer.optimizers["main"]
     adam.register_step_post_hook(lambda *_: steps.append(1))
-    with saved_activation_rows(loop.model) as rows:
-        metrics = loop.run_epoch()
+    with saved_activation_rows(trainer.model) as rows:
+        metrics = trainer.run_epoch()
 
     assert rows and max(rows) <= 5
     passes = 2 if cfg.cluster.mode == "two_stage" and cfg.model.aux_head == "cluster" else 1
@@ -47,20 +48,18 @@ def test_a_batch_with_the_cluster_loss_alone_runs_each_micro_batch_once(tiny_cfg
     cfg = tiny_cfg("train.micro_batch_chunks=5")
     data = build_data(load_corpus(cfg), cfg)
     cpu = torch.device("cpu")
-    loop = Loop(cfg, data, cpu, tmp_path)
+    model = Trainer(cfg, data, cpu).model
     labels = np.arange(data.train.n_total_chunks) % cfg.cluster.k
     calls = []
-    loop.model.register_forward_hook(lambda *_: calls.append(1))
-    split = SplitStep(loop.model, loop.model, 5, cpu, amp=False)
-    rng = np.random.default_rng(0)
+    model.register_forward_hook(lambda *_: calls.append(1))
+    step = TrainingStep(cfg, model, model, data, cpu, np.random.default_rng(0), distributed=False)
     for ids, passes, losses in (
         (data.unlabelled_chunks[:12], 1, {"train/loss_ce"}),
         (data.labelled_chunks[:12], 2, {"train/loss_ce", "train/loss_ccc"}),
     ):
         calls.clear()
         x, batch_ids = ChunkBatches(data.train)[ids]
-        _, terms = loop._learn(split, x, batch_ids, labels, rng)
-        assert set(terms) == losses
+        assert set(step(x, batch_ids, labels).terms) == losses
         assert len(calls) == passes * 3  # 12 chunks in micro-batches of 5, 5 and 2
-        assert all(p.grad is not None for p in loop.model.encoder.parameters())
-        loop.model.zero_grad(set_to_none=True)
+        assert all(p.grad is not None for p in model.encoder.parameters())
+        model.zero_grad(set_to_none=True)

@@ -12,7 +12,7 @@ from mlflow.tracking import MlflowClient
 
 from deepemocluster.evaluate import evaluate
 from deepemocluster.tracking import resolve_uri
-from deepemocluster.train import run
+from deepemocluster.training.run import run
 
 pytestmark = pytest.mark.slow
 

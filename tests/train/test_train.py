@@ -12,8 +12,8 @@ import numpy as np
 import pytest
 from mlflow.tracking import MlflowClient
 
-from deepemocluster.checkpoint import load_checkpoint
-from deepemocluster.train import run
+from deepemocluster.checkpoint import Checkpoint
+from deepemocluster.training.run import run
 
 pytestmark = pytest.mark.slow
 
@@ -63,14 +63,14 @@ def test_joint_run_logs_everything_and_learns(tiny_cfg):
     with np.load(run_dir / "assignments" / "epoch_004.npz") as f:
         assignments = f["assignments"]
     assert assignments.shape == (n_train_chunks,) and assignments.max() < 4
-    best = load_checkpoint(run_dir / "checkpoint_best.pt")
-    assert best["epoch"] == int(test["best_epoch"])
-    assert best["clustering"]["centroids"].shape == (4, 32)  # K × embedding size, for predict
+    best = Checkpoint.load(run_dir / "checkpoint_best.pt")
+    assert best.epoch == int(test["best_epoch"])
+    assert best.clusters.centroids.shape == (4, 32)  # K × embedding size, for predict
     assert "assignments/final.npz" in files
 
 
 def test_regression_only_baseline_logs_no_clusters(tiny_cfg):
-    cfg = tiny_cfg("cluster.enabled=false")
+    cfg = tiny_cfg("model.aux_head=none")
     test = run(cfg)
     client, r = _client(cfg)
     assert "cluster/nmi" not in r.data.metrics and "train/loss_ce" not in r.data.metrics

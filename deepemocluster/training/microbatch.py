@@ -32,7 +32,7 @@ from itertools import accumulate
 import torch
 from torch import nn
 
-from deepemocluster.engine import autocast
+from deepemocluster.inference import autocast
 
 Outputs = tuple[torch.Tensor | None, torch.Tensor]
 

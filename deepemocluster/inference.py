@@ -1,0 +1,62 @@
+"""Forward passes without autograd, in large batches: embeddings for clustering, predictions."""
+
+from __future__ import annotations
+
+import numpy as np
+import torch
+
+from deepemocluster.data.datasets import ChunkDataset
+from deepemocluster.model import DeepEmoCluster
+
+
+def autocast(device: torch.device, enabled: bool) -> torch.autocast:
+    """bfloat16 autocast (``train.amp``): no loss scaling is needed, unlike float16, and CPUs with
+    AVX512-BF16/AMX run the convolutions about twice as fast (docs/performance.md)."""
+    return torch.autocast(device.type, dtype=torch.bfloat16, enabled=enabled)
+
+
+@torch.inference_mode()
+def embed_chunks(
+    model: DeepEmoCluster,
+    ds: ChunkDataset,
+    batch_chunks: int,
+    device: torch.device,
+    ids: np.ndarray | None = None,
+    amp: bool = False,
+) -> np.ndarray:
+    """(len(ids), d) float32 clustering embeddings of chunk ids (default: all, in order), eval
+    mode, written into one preallocated array (no per-batch list to concatenate)."""
+    model.eval()
+    ids = np.arange(ds.n_total_chunks) if ids is None else np.asarray(ids)
+    out = np.empty((len(ids), 0), dtype=np.float32)
+    for start in range(0, len(ids), batch_chunks):
+        batch = ids[start : start + batch_chunks]
+        with autocast(device, amp):
+            z = model.embed(ds.chunk_batch(batch)[0].to(device))
+        z = z.float().cpu().numpy()
+        if out.shape[1] != z.shape[1]:  # the head's width is known once the first batch is out
+            out = np.empty((len(ids), z.shape[1]), dtype=np.float32)
+        out[start : start + len(batch)] = z
+    return out
+
+
+@torch.inference_mode()
+def predict_utterances(
+    model: DeepEmoCluster, ds: ChunkDataset, batch_chunks: int, device: torch.device
+) -> np.ndarray:
+    """(n_utterances, n_attributes) z-scale predictions: the mean of each utterance's chunk outputs."""
+    model.eval()
+    per_batch = max(ds.n_chunks, batch_chunks // ds.n_chunks * ds.n_chunks)  # whole utterances
+    preds = [
+        model(
+            ds.chunk_batch(np.arange(start, min(start + per_batch, ds.n_total_chunks)))[0].to(
+                device
+            )
+        )[1]
+        .float()
+        .cpu()
+        .numpy()
+        for start in range(0, ds.n_total_chunks, per_batch)
+    ]
+    chunk_preds = np.concatenate(preds)
+    return chunk_preds.reshape(len(ds), ds.n_chunks, -1).mean(axis=1)

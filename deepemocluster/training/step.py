@@ -1,0 +1,119 @@
+"""One optimisation step of the network: the only place that knows which losses a batch has and
+how they mix.
+
+    loss = ce_weight × cross-entropy(cluster logits, pseudo-labels)        every chunk (cluster head)
+         + siamese.weight × pair loss(same/different pairs)                labelled chunks (Siamese head)
+         + ccc_weight × (1 − CCC(predictions, ratings))                    labelled chunks
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from omegaconf import DictConfig
+from torch import nn
+
+from deepemocluster.data.pairs import sample_pairs
+from deepemocluster.errors import TrainingError
+from deepemocluster.losses import ccc_loss, contrastive_loss, relative_distance_loss
+from deepemocluster.model import DeepEmoCluster
+from deepemocluster.model.siamese import pair_distance
+from deepemocluster.training.data import TrainingData
+from deepemocluster.training.microbatch import SplitStep
+
+
+@dataclass(frozen=True)
+class StepLosses:
+    """A step's weighted total and its unweighted terms (``train/loss_ce``, ``train/loss_pair``,
+    ``train/loss_ccc``)."""
+
+    total: float
+    terms: dict[str, float]
+
+    def check_finite(self, where: str) -> None:
+        """Stop before the optimisers step on a NaN/Inf loss, naming every term."""
+        if not math.isfinite(self.total):
+            raise TrainingError(
+                f"loss is {self.total} at {where} ("
+                + ", ".join(f"{k.removeprefix('train/')} {v}" for k, v in self.terms.items())
+                + ")"
+            )
+
+
+class TrainingStep:
+    """Forward and backward of one batch of chunk ids (optimiser steps are the trainer's).
+
+    ``net`` is ``model`` or its DDP wrapper; ``pair_rng`` draws the Siamese pairs."""
+
+    def __init__(
+        self,
+        cfg: DictConfig,
+        model: DeepEmoCluster,
+        net: nn.Module,
+        data: TrainingData,
+        device: torch.device,
+        pair_rng: np.random.Generator,
+        distributed: bool,
+    ) -> None:
+        self.cfg, self.model, self.data, self.device = cfg, model, data, device
+        self.pair_rng, self.distributed = pair_rng, distributed
+        self.split = SplitStep(model, net, cfg.train.micro_batch_chunks, device, cfg.train.amp)
+
+    def __call__(
+        self, x: torch.Tensor, ids: torch.Tensor, cluster_labels: np.ndarray | None
+    ) -> StepLosses | None:
+        """Losses of the batch (gradients accumulated into the parameters), or None when the
+        batch has nothing to learn from. ``cluster_labels`` (indexed by chunk id) are the
+        pseudo-labels, or None when no cluster head is trained."""
+        w = self.cfg.train
+        y = self.data.train.targets[ids // self.data.train.n_chunks].to(self.device)
+        rated = ~torch.isnan(y[:, 0])
+        with_ccc = int(rated.sum()) >= 2
+        if cluster_labels is not None:
+            clusters = torch.from_numpy(cluster_labels[ids.numpy()]).to(self.device)
+            if not with_ccc and self.model.siamese is None:
+                # the cross-entropy alone is a mean over chunks: one pass per micro-batch
+                ce = self.split.per_chunk(
+                    x, lambda out, rows: F.cross_entropy(out[0], clusters[rows]), w.ce_weight
+                ).item()
+                return StepLosses(w.ce_weight * ce, {"train/loss_ce": ce})
+        aux, pred = self.split.forward(x)
+        loss, terms = torch.zeros((), device=self.device), {}
+        if cluster_labels is not None:
+            ce = F.cross_entropy(aux, clusters)
+            loss = loss + w.ce_weight * ce
+            terms["train/loss_ce"] = ce.item()
+        if self.model.siamese is not None and (lp := self._pair_loss(aux, ids)) is not None:
+            loss = loss + self.cfg.siamese.weight * lp
+            terms["train/loss_pair"] = lp.item()
+        if with_ccc:
+            lc = ccc_loss(pred[rated], y[rated])
+            loss = loss + w.ccc_weight * lc
+            terms["train/loss_ccc"] = lc.item()
+        if not loss.requires_grad:
+            if not self.distributed:
+                return None
+            loss = pred.sum() * 0.0  # under DDP every rank must join every step's all-reduce
+        self.split.backward(loss)
+        return StepLosses(loss.item(), terms)
+
+    def _pair_loss(self, z: torch.Tensor, ids: torch.Tensor) -> torch.Tensor | None:
+        """Pair loss over balanced same/different pairs of the batch's labelled chunks (each
+        pair spans two utterances); None when the batch allows no pair of one kind."""
+        s = self.cfg.siamese
+        utterances = ids.numpy() // self.data.train.n_chunks
+        pairs = sample_pairs(
+            self.data.pair_labels[utterances], s.pairs_per_batch, self.pair_rng, owners=utterances
+        )
+        if pairs is None:
+            return None
+        left, right, same = pairs
+        distance = pair_distance(z[left], z[right], s.distance)
+        same = torch.from_numpy(same).to(self.device)
+        if s.loss == "contrastive":
+            return contrastive_loss(distance, same, s.margin)
+        return relative_distance_loss(distance[same], distance[~same])
