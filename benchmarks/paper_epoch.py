@@ -3,7 +3,7 @@
 beside it two variants of the same settings: the whole batch in one pass (no micro-batches, the
 old 512-chunk embedding batch), and float32 (for CPUs without bfloat16).
 
-Recorded baseline, not rerun (``DESIGN.md`` section 1; the reference code is CUDA-only with
+Recorded baseline, not rerun (``docs/original_work.md``; the reference code is CUDA-only with
 hard-wired paths): on 2 CPU cores at 3.9k utterances with its own settings it took 20.7 min per
 epoch at about 50 chunks/s forward+backward, with an 8.1 GiB peak RSS.
 
@@ -88,15 +88,15 @@ REFERENCE = {
     "train_chunks_per_s": 50.0,
     "peak_rss_gib": 8.1,
     "utterances": 3900,
-    # 3,900 x 11 chunks: its 50 chunks/s over the ~70 % of 20.7 min spent in back-prop (DESIGN.md)
+    # 3,900 x 11 chunks: its 50 chunks/s over the ~70 % of 20.7 min spent in back-prop
     # trains about this many, so its whole 3.9k may have been training data; the per-chunk
     # speed-up assumes so and is the conservative figure
     "training_chunks_assumed": 3900 * 11,
-    "source": "DESIGN.md section 1: the DeepEmoClusters reference code on 2 CPU cores, 3.9k "
+    "source": "docs/original_work.md: the DeepEmoClusters reference code on 2 CPU cores, 3.9k "
     "utterances, its own settings (a recorded figure; the reference is not rerun here)",
 }
 TARGETS = {"speedup": 3.0, "peak_rss_gib": 1.0, "within_x_of_matmul": 2.0}
-# MSP-Podcast v1.6 (DESIGN.md section 1); the corpus is split in these proportions
+# MSP-Podcast v1.6 (docs/original_work.md); the corpus is split in these proportions
 MSP_PODCAST_V16 = {"Train": 34280, UNLABELLED_SPLIT: 40000, "Development": 5958, "Test1": 10124}
 # name: overrides on top of paper.yaml; "paper" is the configuration under test
 VARIANTS = {

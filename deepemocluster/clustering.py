@@ -11,7 +11,7 @@ from dataclasses import dataclass
 
 import faiss
 import numpy as np
-import torch  # noqa: F401  (torch before faiss, as DESIGN.md asks; faiss-cpu wheels still bring their own OpenMP)
+import torch  # noqa: F401  (torch before faiss: docs/original_work.md; faiss-cpu wheels still bring their own OpenMP)
 
 from deepemocluster.faults import failpoint
 

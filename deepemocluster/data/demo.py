@@ -523,7 +523,7 @@ def _write_corpus(out: Path, cfg: DemoConfig, workers: int) -> int:
     plan = plan_corpus(cfg)
     jobs = [(out / ("Audios" if u.split else "Unlabelled") / u.name, u, cfg.seed) for u in plan]
     if workers > 1 and len(jobs) >= _MIN_PARALLEL:
-        # spawn, not fork: the caller may already run torch/faiss thread pools (see DESIGN.md).
+        # spawn, not fork: the caller may already run torch/faiss thread pools (docs/original_work.md).
         context = multiprocessing.get_context("spawn")
         with ProcessPoolExecutor(workers, mp_context=context) as pool:
             list(pool.map(_render_to_file, jobs, chunksize=16))
