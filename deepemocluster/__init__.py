@@ -4,10 +4,10 @@ import os
 
 # Idle OpenMP threads sleep instead of spinning. Both runtimes (torch's libgomp and the one the
 # faiss-cpu wheel brings) read this once, when they load, so it must be set before anything
-# imports torch or faiss; an explicit setting by the user wins. On a shared 2-core machine one
-# competing process made a 2-thread training step 1.12x and k-means 2x faster with PASSIVE, and
-# heavier load 1.43x and 3.8x; on an idle machine PASSIVE cost about 2 % of training throughput
-# (docs/performance.md, "OpenMP wait policy").
+# imports torch or faiss; an explicit setting by the user wins. On a loaded 2-core machine
+# PASSIVE made a 2-thread training step 1.43x and k-means 3.7x faster (docs/performance.md,
+# "OpenMP wait policy"); on an idle one it cost about 2 % of training throughput
+# (docs/decisions.md).
 os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
 
 __version__ = "0.1.0"

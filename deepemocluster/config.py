@@ -154,7 +154,7 @@ class TrainConfig:
     epochs: int = 50
     batch_utterances: int = 64
     # inference batch of the embedding and evaluation passes; on CPU a batch whose largest
-    # activation stays under glibc's 32 MiB mmap threshold runs fastest (docs/performance.md)
+    # activation stays under glibc's 32 MiB mmap threshold runs fastest (docs/decisions.md)
     eval_batch_chunks: int = 128
     # at most this many chunks through the network at once in a training step (0: the whole
     # batch): exact whole-batch losses, BatchNorm per micro-batch; training/microbatch.py
@@ -168,7 +168,7 @@ class TrainConfig:
     seed: int = 0
     device: str = "auto"  # auto | cpu | cuda (under torchrun: cuda:<LOCAL_RANK>)
     # bfloat16 autocast for training steps and the embedding pass (weights, losses and evaluation
-    # stay float32): 2.3x faster training on CPUs with AVX512-BF16 or AMX; docs/performance.md
+    # stay float32): 1.5x faster epochs on CPUs with AVX512-BF16 or AMX; docs/performance.md
     amp: bool = False
     threads: int = 2  # torch intra-op threads (per process under torchrun)
     # torchrun: how long ranks wait for each other, e.g. while rank 0 extracts the features

@@ -5,7 +5,7 @@ epoch allocate different mixes of sizes (embedding batches, k-means, training mi
 evaluation batches), so the holes one phase leaves are not all reused by the next, and the
 resident set grows by whatever the earlier phases left behind. ``malloc_trim(0)`` returns every
 free page of the heap, which lowers the peak of a ``paper.yaml`` epoch by about 100 MiB
-(docs/performance.md). Where the C library has no ``malloc_trim`` (musl, macOS) nothing happens.
+(docs/decisions.md). Where the C library has no ``malloc_trim`` (musl, macOS) nothing happens.
 """
 
 from __future__ import annotations
