@@ -62,9 +62,8 @@ def test_a_tiny_run_reproduces_its_recorded_metrics(name, tiny_cfg):
 if __name__ == "__main__":  # record anew: python -m tests.train.test_golden
     import tempfile
 
-    from tests.tiny_config import TINY
-
     from deepemocluster.config import load_config
+    from tests.tiny_config import TINY
 
     base = Path(tempfile.mkdtemp())
     runs = {}
