@@ -89,6 +89,9 @@ class ModelConfig:
     # the head trained beside the regressor: cluster (K-means pseudo-labels), siamese (pair
     # loss) or none (the regressor alone: the supervised baseline)
     aux_head: str = "cluster"
+    # chunks → utterance: mean (of chunk predictions, the reference) | attention (learned weights
+    # over chunk embeddings, then the regressor); deepemocluster/model/pooling.py
+    pooling: str = "mean"
 
 
 @dataclass
@@ -205,6 +208,7 @@ _CHOICES = {
     "data.format": ("demo", "msp_podcast", "csv"),
     "features.kind": ("log_mel", "mel"),
     "model.aux_head": ("cluster", "siamese", "none"),
+    "model.pooling": ("mean", "attention"),
     "siamese.loss": ("relative", "contrastive"),
     "siamese.distance": ("euclidean", "cosine"),
     "siamese.pair_label": ("auto", "class", "bin"),

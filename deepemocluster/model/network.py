@@ -1,6 +1,12 @@
-"""The whole model: encoder → (auxiliary head: cluster classifier or Siamese projection, regressor)."""
+"""The whole model: encoder → (auxiliary head: cluster classifier or Siamese projection, regressor).
+
+The auxiliary heads always work per chunk (pseudo-labels and pairs are per chunk, as in the
+reference); the regressor works per utterance through ``model.pooling`` (``pooling.py``).
+"""
 
 from __future__ import annotations
+
+from typing import NamedTuple
 
 import torch
 from omegaconf import DictConfig
@@ -8,7 +14,18 @@ from torch import nn
 
 from deepemocluster.model.encoder import ChunkEncoder
 from deepemocluster.model.heads import ClusterHead, Regressor
+from deepemocluster.model.pooling import AttentionPooling, mean_over_chunks, pad
 from deepemocluster.model.siamese import SiameseHead
+
+
+class UtteranceOutputs(NamedTuple):
+    """One pass over the chunks of whole utterances. ``chunks``: per-chunk A/V/D predictions
+    (N, A), only with mean pooling (where they are what the utterance averages), else None;
+    ``utterances``: (U, A)."""
+
+    aux: torch.Tensor | None
+    chunks: torch.Tensor | None
+    utterances: torch.Tensor
 
 
 class DeepEmoCluster(nn.Module):
@@ -20,6 +37,7 @@ class DeepEmoCluster(nn.Module):
         cluster: ClusterHead | None,
         regressor: Regressor,
         siamese: SiameseHead | None = None,
+        pooling: AttentionPooling | None = None,
     ) -> None:
         super().__init__()
         if cluster is not None and siamese is not None:
@@ -28,17 +46,37 @@ class DeepEmoCluster(nn.Module):
         self.cluster = cluster
         self.regressor = regressor
         self.siamese = siamese
+        # None: mean of chunk predictions (and a state_dict without pooling keys, as before it)
+        self.pooling = pooling
         self.frozen_blocks = 0
 
     def forward(self, chunks: torch.Tensor) -> tuple[torch.Tensor | None, torch.Tensor]:
         """(B, frames, n_mels) → (auxiliary output: cluster logits, Siamese embeddings or None;
-        A/V/D predictions (B, n_attributes))."""
+        A/V/D predictions (B, n_attributes), each chunk on its own: with attention pooling, the
+        prediction for an utterance made of that one chunk)."""
         h = self.encoder(chunks)
+        return self._aux(h), self.regressor(h)
+
+    def forward_utterances(self, chunks: torch.Tensor, counts: torch.Tensor) -> UtteranceOutputs:
+        """Chunks of whole utterances, flat (N, frames, n_mels), utterance after utterance, with
+        ``counts`` (U,) chunks each → auxiliary outputs per chunk and A/V/D per utterance. Only
+        real chunks go through the encoder, so padding never enters BatchNorm statistics."""
+        h = self.encoder(chunks)
+        aux = self._aux(h)
+        if self.pooling is None:
+            chunk_pred = self.regressor(h)
+            return UtteranceOutputs(aux, chunk_pred, mean_over_chunks(*pad(chunk_pred, counts)))
+        return UtteranceOutputs(aux, None, self.regressor(self.pooling(*pad(h, counts))))
+
+    def predict_utterances(self, chunks: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
+        """Padded utterances (U, C, frames, n_mels) with a (U, C) mask of their real chunks →
+        A/V/D (U, n_attributes). Padded chunks are dropped before the encoder."""
+        return self.forward_utterances(chunks[mask], mask.sum(1)).utterances
+
+    def _aux(self, h: torch.Tensor) -> torch.Tensor | None:
         if self.cluster is not None:
-            aux = self.cluster(h)
-        else:
-            aux = self.siamese(h) if self.siamese is not None else None
-        return aux, self.regressor(h)
+            return self.cluster(h)
+        return self.siamese(h) if self.siamese is not None else None
 
     def embed(self, chunks: torch.Tensor) -> torch.Tensor:
         """Chunk embeddings (use in eval mode): the cluster MLP's pre-activation output for
@@ -76,4 +114,5 @@ def build_model(cfg: DictConfig, n_mels: int) -> DeepEmoCluster:
         else None
     )
     regressor = Regressor(m.embed_dim, m.head_dim, len(m.attributes))
-    return DeepEmoCluster(encoder, cluster, regressor, siamese)
+    pooling = AttentionPooling(m.embed_dim, m.head_dim) if m.pooling == "attention" else None
+    return DeepEmoCluster(encoder, cluster, regressor, siamese, pooling)
