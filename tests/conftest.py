@@ -13,6 +13,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 import soundfile as sf
+import torch
 
 SR = 16000
 MSP_HEADER = ("FileName", "EmoClass", "EmoAct", "EmoVal", "EmoDom", "SpkrID", "Gender", "Split_Set")
@@ -51,6 +52,16 @@ def _write_csv(
     path.parent.mkdir(parents=True, exist_ok=True)
     path.write_bytes(("\ufeff" if bom else "").encode() + buf.getvalue().encode())
     return path
+
+
+@pytest.fixture
+def one_torch_thread():
+    """Tiny models train faster on one thread (a second one costs more than it gives on 2 busy
+    cores); put the process's setting back afterwards."""
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(before)
 
 
 @pytest.fixture

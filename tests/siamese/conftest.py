@@ -7,19 +7,14 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
-import torch
 from tiny_config import TINY_MODEL
 
 from deepemocluster.config import load_config
 
 
 @pytest.fixture(autouse=True)
-def one_torch_thread():
-    """Tiny models train faster on one thread; put the process's setting back afterwards."""
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
+def _tiny_models_on_one_thread(one_torch_thread):
+    """Every test here trains tiny models (tests/conftest.py)."""
 
 
 @pytest.fixture(scope="session")
