@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import csv
-import importlib.util
 import os
 from collections import Counter
 from dataclasses import asdict, replace
@@ -12,10 +11,12 @@ from pathlib import Path
 import numpy as np
 import pytest
 import soundfile as sf
+from bench_support import load_benchmark
 from omegaconf import OmegaConf
 
-from deepemocluster.config import DemoConfig
+from deepemocluster.config import DemoConfig, load_config
 from deepemocluster.data import demo
+from deepemocluster.data.corpus import load_corpus
 from deepemocluster.data.demo import generate_demo_corpus, plan_corpus, speakers_per_part
 from deepemocluster.data.manifest import read_msp_podcast
 from deepemocluster.errors import ConfigError
@@ -25,16 +26,8 @@ TINY = DemoConfig(seed=0, n_train=4, n_dev=2, n_test=2, n_unlabelled=2, n_speake
 HEADER = "FileName,EmoClass,EmoAct,EmoVal,EmoDom,SpkrID,Gender,Split_Set"
 
 
-def _load_ridge_baseline():
-    """benchmarks/ridge_baseline.py is the one home of the pooled-stats + ridge + CCC baseline."""
-    path = Path(__file__).resolve().parents[1] / "benchmarks" / "ridge_baseline.py"
-    spec = importlib.util.spec_from_file_location("ridge_baseline", path)
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
-
-
-ridge_baseline = _load_ridge_baseline()
+# benchmarks/quality.py is the one home of the pooled-statistics ridge baseline
+quality = load_benchmark("quality")
 
 
 @pytest.fixture(scope="module")
@@ -246,17 +239,16 @@ def test_cli_writes_and_reports(tmp_path: Path, capsys) -> None:
 # --- the labels are learnable from the audio -------------------------------------------------
 
 
-def test_ccc_helper() -> None:
-    x = np.array([1.0, 2.0, 3.0, 4.0])
-    assert ridge_baseline.ccc(x, x) == pytest.approx(1.0)
-    assert ridge_baseline.ccc(x, x + 1.0) < 0.8  # a bias is penalised, unlike Pearson's r
-    assert ridge_baseline.ccc(x, 5.0 - x) == pytest.approx(-1.0)
-
-
 @pytest.mark.slow
 def test_ridge_on_pooled_log_mel_learns_the_labels(tmp_path: Path) -> None:
-    cfg = DemoConfig(seed=0, n_train=240, n_dev=60, n_test=120, n_unlabelled=0, n_speakers=24)
-    root = generate_demo_corpus(tmp_path / "medium", cfg)
-    scores = ridge_baseline.ridge_baseline(ridge_baseline.load_splits(root))
+    sizes = {"n_train": 240, "n_dev": 60, "n_test": 120, "n_unlabelled": 0, "n_speakers": 24}
+    cfg = load_config(
+        overrides=[
+            f"data.root={tmp_path / 'medium'}",
+            f"features.store={tmp_path / 'features'}",
+            *(f"data.demo.{k}={v}" for k, v in sizes.items()),
+        ]
+    )
+    scores = quality.ridge_scores(load_corpus(cfg), cfg)
     assert scores["arousal"]["ccc"] >= 0.5, scores
     assert scores["valence"]["ccc"] > 0.1 and scores["dominance"]["ccc"] > 0.1, scores

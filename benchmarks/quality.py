@@ -1,0 +1,294 @@
+"""Model quality: Test1 CCC of the model with and without clustering against ridge regression on
+pooled statistics, at several label fractions and seeds, with paired differences.
+
+For each label fraction (`data.label_fraction`) and seed (`train.seed`: initialisation, sampling
+and which Train utterances keep their labels), on one corpus, one feature store and one labelled
+subset, three methods are scored per attribute:
+
+- `ridge`: closed-form ridge regression on pooled statistics of each utterance's features (the
+  run's own log-mel settings), fit on the labelled Train utterances, features standardised with
+  their statistics, alpha chosen per attribute on Development by CCC;
+- `no_clustering`: the training entry point with `cluster.enabled=false`;
+- `clustering`: the same with clustering (the config as it is).
+
+Per fraction: the mean over seeds with a 95 % t-interval, and the paired differences between
+methods (same seed, same labelled subset) with theirs. Every CCC is `deepemocluster.metrics.ccc`.
+
+    python benchmarks/quality.py [--quick] [--seeds 0 1 2] [--fractions 1.0 0.1]
+        [--corpus-seed N] [--out benchmarks/results/quality.json] [key=value ...]
+
+`--corpus-seed N` builds a second demo corpus (`data.demo.seed=N`: other speakers and sentences)
+beside the default one. `--quick` trains tiny models on a tiny corpus (the test suite's smoke
+run). The JSON is rewritten after every run, so a long benchmark keeps what it finished.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import numpy as np
+from _common import RESULTS_DIR, load_average, machine_info, write_results
+from omegaconf import DictConfig
+from scipy import stats
+
+from deepemocluster.config import load_config
+from deepemocluster.data.corpus import Corpus, load_corpus
+from deepemocluster.metrics import ccc
+from deepemocluster.train import run
+
+ROOT = Path(__file__).resolve().parents[1]
+CONFIG = ROOT / "configs" / "default.yaml"
+METHODS = ("ridge", "no_clustering", "clustering")
+# (minuend, subtrahend): what the issue asks the model to win
+DIFFERENCES = (("clustering", "ridge"), ("no_clustering", "ridge"), ("clustering", "no_clustering"))
+ALPHAS = tuple(float(a) for a in np.logspace(-1, 5, 13))
+STATISTICS = (
+    "per mel bin: mean, std, 10/50/90th percentiles, std and mean |.| of the frame-to-frame "
+    "delta; frame log-energy: the same seven; log duration (frames)"
+)
+QUICK = (
+    "data.demo.n_train=48",
+    "data.demo.n_dev=16",
+    "data.demo.n_test=16",
+    "data.demo.n_unlabelled=24",
+    "data.demo.n_speakers=12",
+    "features.n_mels=32",
+    "features.workers=1",
+    "chunking.n_chunks=3",
+    "model.channels=[4,8,8,16]",
+    "model.strides=[1,2,2,2]",
+    "model.embed_dim=32",
+    "model.head_dim=32",
+    "cluster.k=4",
+    "train.epochs=1",
+    "train.batch_utterances=8",
+    "train.threads=1",
+)
+
+
+# --------------------------------------------------------------------------------------------
+# Ridge on pooled statistics
+
+
+def _seven(x: np.ndarray) -> np.ndarray:
+    """Mean, std, 10/50/90th percentiles of ``x`` and std and mean |.| of its delta, over axis 0."""
+    delta = np.diff(x, axis=0)
+    return np.concatenate(
+        [
+            [x.mean(0), x.std(0)],
+            np.percentile(x, [10, 50, 90], axis=0),
+            [delta.std(0), np.abs(delta).mean(0)],
+        ]
+    ).ravel()
+
+
+def pooled_statistics(frames: np.ndarray, log_offset: float | None = None) -> np.ndarray:
+    """One utterance's (frames, n_mels) log-mel (or power mel, logged here with ``log_offset``)
+    → a fixed-length vector: ``_seven`` of every bin and of the frame log-energy, log duration."""
+    x = np.asarray(frames, dtype=np.float64)
+    if log_offset is not None:
+        x = np.log(x + log_offset)
+    energy = np.logaddexp.reduce(x, axis=1)[:, None]
+    return np.concatenate([_seven(x), _seven(energy), [np.log(len(x))]])
+
+
+def corpus_statistics(corpus: Corpus, rows: np.ndarray, cfg: DictConfig) -> np.ndarray:
+    """(len(rows), d) pooled statistics read from the run's packed feature store."""
+    offset = None if cfg.features.kind == "log_mel" else cfg.features.log_offset
+    packed = corpus.packed
+    return np.stack(
+        [
+            pooled_statistics(packed.frames[packed.offsets[r] : packed.offsets[r + 1]], offset)
+            for r in rows
+        ]
+    )
+
+
+def fit_ridge(x: np.ndarray, y: np.ndarray, alpha: float) -> tuple[np.ndarray, ...]:
+    """Closed-form ridge on Train-standardised features; returns what ``predict`` needs."""
+    mean, std = x.mean(axis=0), x.std(axis=0)
+    std[std == 0] = 1.0
+    z = (x - mean) / std
+    y_mean = y.mean(axis=0)
+    weights = np.linalg.solve(z.T @ z + alpha * np.eye(z.shape[1]), z.T @ (y - y_mean))
+    return mean, std, weights, y_mean
+
+
+def predict(model: tuple[np.ndarray, ...], x: np.ndarray) -> np.ndarray:
+    mean, std, weights, y_mean = model
+    return (x - mean) / std @ weights + y_mean
+
+
+def ridge_scores(corpus: Corpus, cfg: DictConfig) -> dict[str, dict[str, float]]:
+    """{attribute: {"ccc": Test CCC, "alpha": chosen on Development, "dev_ccc": its Dev CCC}}."""
+    attributes, splits = list(cfg.model.attributes), cfg.data.splits
+    data = {}
+    for split in (splits.train, splits.dev, splits.test):
+        rows = corpus.rows(split, labelled=True)
+        data[split] = corpus_statistics(corpus, rows, cfg), corpus.ratings(rows, attributes)
+    (x_train, y_train), (x_dev, y_dev), (x_test, y_test) = data.values()
+    models = {alpha: fit_ridge(x_train, y_train, alpha) for alpha in ALPHAS}
+    dev_pred = {alpha: predict(m, x_dev) for alpha, m in models.items()}
+    out = {}
+    for j, attribute in enumerate(attributes):
+        dev_ccc = {alpha: ccc(y_dev[:, j], p[:, j]) for alpha, p in dev_pred.items()}
+        alpha = max(dev_ccc, key=dev_ccc.get)
+        test = predict(models[alpha], x_test)[:, j]
+        out[attribute] = {"ccc": ccc(y_test[:, j], test), "alpha": alpha, "dev_ccc": dev_ccc[alpha]}
+    return out
+
+
+# --------------------------------------------------------------------------------------------
+# Runs
+
+
+def method_ccc(method: str, cfg: DictConfig, name: str) -> tuple[dict[str, float], dict]:
+    """Test CCC per attribute (and their mean under ``mean``) of one method, and its details."""
+    attributes = list(cfg.model.attributes)
+    if method == "ridge":
+        scores = ridge_scores(load_corpus(cfg), cfg)
+        result = {a: scores[a]["ccc"] for a in attributes}
+        details = {"alpha": {a: scores[a]["alpha"] for a in attributes}}
+    else:
+        test = run(cfg, name)
+        result = {a: test[f"test/ccc_{a}"] for a in attributes}
+        details = {"best_epoch": int(test["best_epoch"])}
+    return {**result, "mean": float(np.mean(list(result.values())))}, details
+
+
+def interval(values: list[float]) -> dict:
+    """Mean and two-sided 95 % t-interval over seeds (needs ≥ 2 values)."""
+    v = np.asarray(values, dtype=np.float64)
+    half = stats.t.ppf(0.975, len(v) - 1) * v.std(ddof=1) / np.sqrt(len(v))
+    return {"mean": float(v.mean()), "ci95": [float(v.mean() - half), float(v.mean() + half)]}
+
+
+def summarise(runs: list[dict], fraction: float, keys: list[str]) -> dict:
+    """Per method: mean and interval per key; per pair of methods: the paired differences; the
+    ratio of each method's mean CCC to ridge's."""
+    scores = {
+        m: {r["seed"]: r["ccc"] for r in runs if r["fraction"] == fraction and r["method"] == m}
+        for m in METHODS
+    }
+    seeds = sorted(set.intersection(*(set(s) for s in scores.values())))
+    if len(seeds) < 2:
+        return {}
+    methods = {
+        m: {k: interval([s[seed][k] for seed in seeds]) for k in keys} for m, s in scores.items()
+    }
+    differences = {}
+    for a, b in DIFFERENCES:
+        per_seed = {k: [scores[a][seed][k] - scores[b][seed][k] for seed in seeds] for k in keys}
+        differences[f"{a}-{b}"] = {k: {**interval(d), "per_seed": d} for k, d in per_seed.items()}
+    ridge = methods["ridge"]["mean"]["mean"]
+    ratios = {m: methods[m]["mean"]["mean"] / ridge for m in METHODS if ridge > 0}
+    return {
+        "seeds": seeds,
+        "methods": methods,
+        "differences": differences,
+        "ratio_to_ridge": ratios,
+    }
+
+
+def configure(args: argparse.Namespace, workdir: Path) -> list[str]:
+    """Overrides every run shares: the corpus (a second demo corpus beside the default one for
+    ``--corpus-seed``; everything in ``workdir`` for ``--quick``), tracking in ``workdir``."""
+    shared = [f"tracking.runs_dir={workdir / 'runs'}"]
+    if args.quick:
+        shared += [
+            *QUICK,
+            f"data.root={workdir / 'demo'}",
+            f"features.store={workdir / 'features'}",
+        ]
+    if args.corpus_seed is not None:
+        shared.append(f"data.demo.seed={args.corpus_seed}")
+        if not args.quick:
+            default_root = Path(load_config(CONFIG).data.root)
+            shared.append(f"data.root={default_root}-seed{args.corpus_seed}")
+    return shared + args.overrides
+
+
+def print_summary(summary: dict, keys: list[str]) -> None:
+    for fraction, s in summary.items():
+        if not s:
+            continue
+        print(f"\nlabel fraction {fraction}, seeds {s['seeds']}: Test1 CCC mean [95 % interval]")
+        print(f"{'':26s}" + "".join(f"{k:>22s}" for k in keys))
+        rows = [(m, s["methods"][m]) for m in METHODS] + list(s["differences"].items())
+        for name, cells in rows:
+            line = "".join(
+                f"{c['mean']:>8.3f} [{c['ci95'][0]:>5.2f},{c['ci95'][1]:>5.2f}]"
+                for c in (cells[k] for k in keys)
+            )
+            print(f"{name:26s}{line}")
+        print(
+            "mean CCC / ridge's: "
+            + ", ".join(f"{m} {r:.2f}" for m, r in s["ratio_to_ridge"].items())
+        )
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--quick", action="store_true", help="tiny corpus and models, 2 seeds")
+    parser.add_argument("--seeds", type=int, nargs="+", default=None, help="default 0 1 2")
+    parser.add_argument("--fractions", type=float, nargs="+", default=[1.0, 0.1])
+    parser.add_argument("--corpus-seed", type=int, default=None, help="data.demo.seed")
+    parser.add_argument("--out", type=Path, default=RESULTS_DIR / "quality.json")
+    parser.add_argument("overrides", nargs="*", help="key=value config overrides for every run")
+    args = parser.parse_args(argv)
+    seeds = args.seeds or ([0, 1] if args.quick else [0, 1, 2])
+    if len(seeds) < 2:
+        parser.error("intervals need at least 2 seeds")
+    load_before = load_average()
+    runs: list[dict] = []
+    with tempfile.TemporaryDirectory(prefix="bench-quality-") as tmp:
+        shared = configure(args, Path(tmp))
+        keys = [*load_config(CONFIG, shared).model.attributes, "mean"]
+        for fraction in args.fractions:
+            for seed in seeds:
+                for method in METHODS:
+                    overrides = [
+                        *shared,
+                        f"data.label_fraction={fraction}",
+                        f"train.seed={seed}",
+                        f"tracking.run_name=quality-{method}-{fraction}-{seed}",
+                    ]
+                    if method == "no_clustering":
+                        overrides.append("cluster.enabled=false")
+                    cfg = load_config(CONFIG, overrides)
+                    began = time.perf_counter()
+                    scores, details = method_ccc(method, cfg, "quality")
+                    seconds = time.perf_counter() - began
+                    runs.append(
+                        {"fraction": fraction, "seed": seed, "method": method, "ccc": scores}
+                        | details
+                        | {"seconds": seconds}
+                    )
+                    print(f"{fraction} seed {seed} {method}: mean CCC {scores['mean']:.3f}")
+                    summary = {str(f): summarise(runs, f, keys) for f in args.fractions}
+                    write_results(
+                        {
+                            "benchmark": "quality",
+                            "mode": "quick" if args.quick else "full",
+                            "config": "configs/default.yaml",
+                            "overrides": [o for o in shared if not o.startswith("tracking.")],
+                            "corpus_seed": cfg.data.demo.seed,
+                            "seeds": seeds,
+                            "fractions": args.fractions,
+                            "ridge": {"statistics": STATISTICS, "alphas": list(ALPHAS)},
+                            "summary": summary,
+                            "runs": runs,
+                            "machine": machine_info(("torch", "numpy"), load_before),
+                        },
+                        args.out,
+                    )
+    print_summary(summary, keys)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
