@@ -15,11 +15,12 @@ Per fraction: the mean over seeds with a 95 % t-interval, and the paired differe
 methods (same seed, same labelled subset) with theirs. Every CCC is `deepemocluster.metrics.ccc`.
 
     python benchmarks/quality.py [--quick] [--seeds 0 1 2] [--fractions 1.0 0.1]
-        [--corpus-seed N] [--out benchmarks/results/quality.json] [key=value ...]
+        [--methods ridge no_clustering clustering] [--corpus-seed N] [--out FILE] [key=value ...]
 
 `--corpus-seed N` builds a second demo corpus (`data.demo.seed=N`: other speakers and sentences)
-beside the default one. `--quick` trains tiny models on a tiny corpus (the test suite's smoke
-run). The JSON is rewritten after every run, so a long benchmark keeps what it finished.
+beside the default one and writes `quality_corpus<N>.json`. `--methods ridge` scores the ridge
+alone (a minute). `--quick` trains tiny models on a tiny corpus (the test suite's smoke run). The
+JSON is rewritten after every run, so a long benchmark keeps what it finished.
 """
 
 from __future__ import annotations
@@ -45,6 +46,8 @@ CONFIG = ROOT / "configs" / "default.yaml"
 METHODS = ("ridge", "no_clustering", "clustering")
 # (minuend, subtrahend): what the issue asks the model to win
 DIFFERENCES = (("clustering", "ridge"), ("no_clustering", "ridge"), ("clustering", "no_clustering"))
+# overrides that only say where things are: left out of the JSON
+PATHS = ("data.root", "features.store", "tracking.runs_dir", "tracking.run_name")
 ALPHAS = tuple(float(a) for a in np.logspace(-1, 5, 13))
 STATISTICS = (
     "per mel bin: mean, std, 10/50/90th percentiles, std and mean |.| of the frame-to-frame "
@@ -167,28 +170,28 @@ def interval(values: list[float]) -> dict:
     return {"mean": float(v.mean()), "ci95": [float(v.mean() - half), float(v.mean() + half)]}
 
 
-def summarise(runs: list[dict], fraction: float, keys: list[str]) -> dict:
+def summarise(runs: list[dict], fraction: float, keys: list[str], methods: list[str]) -> dict:
     """Per method: mean and interval per key; per pair of methods: the paired differences; the
     ratio of each method's mean CCC to ridge's."""
     scores = {
         m: {r["seed"]: r["ccc"] for r in runs if r["fraction"] == fraction and r["method"] == m}
-        for m in METHODS
+        for m in methods
     }
     seeds = sorted(set.intersection(*(set(s) for s in scores.values())))
     if len(seeds) < 2:
         return {}
-    methods = {
+    summary = {
         m: {k: interval([s[seed][k] for seed in seeds]) for k in keys} for m, s in scores.items()
     }
     differences = {}
-    for a, b in DIFFERENCES:
+    for a, b in (pair for pair in DIFFERENCES if set(pair) <= set(methods)):
         per_seed = {k: [scores[a][seed][k] - scores[b][seed][k] for seed in seeds] for k in keys}
         differences[f"{a}-{b}"] = {k: {**interval(d), "per_seed": d} for k, d in per_seed.items()}
-    ridge = methods["ridge"]["mean"]["mean"]
-    ratios = {m: methods[m]["mean"]["mean"] / ridge for m in METHODS if ridge > 0}
+    ridge = summary["ridge"]["mean"]["mean"] if "ridge" in summary else 0.0
+    ratios = {m: summary[m]["mean"]["mean"] / ridge for m in methods if ridge > 0}
     return {
         "seeds": seeds,
-        "methods": methods,
+        "methods": summary,
         "differences": differences,
         "ratio_to_ridge": ratios,
     }
@@ -218,17 +221,16 @@ def print_summary(summary: dict, keys: list[str]) -> None:
             continue
         print(f"\nlabel fraction {fraction}, seeds {s['seeds']}: Test1 CCC mean [95 % interval]")
         print(f"{'':26s}" + "".join(f"{k:>22s}" for k in keys))
-        rows = [(m, s["methods"][m]) for m in METHODS] + list(s["differences"].items())
+        rows = list(s["methods"].items()) + list(s["differences"].items())
         for name, cells in rows:
             line = "".join(
                 f"{c['mean']:>8.3f} [{c['ci95'][0]:>5.2f},{c['ci95'][1]:>5.2f}]"
                 for c in (cells[k] for k in keys)
             )
             print(f"{name:26s}{line}")
-        print(
-            "mean CCC / ridge's: "
-            + ", ".join(f"{m} {r:.2f}" for m, r in s["ratio_to_ridge"].items())
-        )
+        if s["ratio_to_ridge"]:
+            ratios = s["ratio_to_ridge"].items()
+            print("mean CCC / ridge's: " + ", ".join(f"{m} {r:.2f}" for m, r in ratios))
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -236,13 +238,17 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--quick", action="store_true", help="tiny corpus and models, 2 seeds")
     parser.add_argument("--seeds", type=int, nargs="+", default=None, help="default 0 1 2")
     parser.add_argument("--fractions", type=float, nargs="+", default=[1.0, 0.1])
+    parser.add_argument("--methods", nargs="+", choices=METHODS, default=list(METHODS))
     parser.add_argument("--corpus-seed", type=int, default=None, help="data.demo.seed")
-    parser.add_argument("--out", type=Path, default=RESULTS_DIR / "quality.json")
+    parser.add_argument("--out", type=Path, default=None, help="default results/quality.json")
     parser.add_argument("overrides", nargs="*", help="key=value config overrides for every run")
     args = parser.parse_args(argv)
     seeds = args.seeds or ([0, 1] if args.quick else [0, 1, 2])
     if len(seeds) < 2:
         parser.error("intervals need at least 2 seeds")
+    methods = [m for m in METHODS if m in args.methods]
+    suffix = "" if args.corpus_seed is None else f"_corpus{args.corpus_seed}"
+    out = args.out or RESULTS_DIR / f"quality{suffix}.json"
     load_before = load_average()
     runs: list[dict] = []
     with tempfile.TemporaryDirectory(prefix="bench-quality-") as tmp:
@@ -250,7 +256,7 @@ def main(argv: list[str] | None = None) -> int:
         keys = [*load_config(CONFIG, shared).model.attributes, "mean"]
         for fraction in args.fractions:
             for seed in seeds:
-                for method in METHODS:
+                for method in methods:
                     overrides = [
                         *shared,
                         f"data.label_fraction={fraction}",
@@ -269,22 +275,23 @@ def main(argv: list[str] | None = None) -> int:
                         | {"seconds": seconds}
                     )
                     print(f"{fraction} seed {seed} {method}: mean CCC {scores['mean']:.3f}")
-                    summary = {str(f): summarise(runs, f, keys) for f in args.fractions}
+                    summary = {str(f): summarise(runs, f, keys, methods) for f in args.fractions}
                     write_results(
                         {
                             "benchmark": "quality",
                             "mode": "quick" if args.quick else "full",
                             "config": "configs/default.yaml",
-                            "overrides": [o for o in shared if not o.startswith("tracking.")],
+                            "overrides": [o for o in shared if o.split("=")[0] not in PATHS],
                             "corpus_seed": cfg.data.demo.seed,
                             "seeds": seeds,
                             "fractions": args.fractions,
+                            "methods": methods,
                             "ridge": {"statistics": STATISTICS, "alphas": list(ALPHAS)},
                             "summary": summary,
                             "runs": runs,
                             "machine": machine_info(("torch", "numpy"), load_before),
                         },
-                        args.out,
+                        out,
                     )
     print_summary(summary, keys)
     return 0

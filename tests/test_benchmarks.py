@@ -216,6 +216,8 @@ def test_quality_benchmark_quick(tmp_path):
     assert result["benchmark"] == "quality" and result["mode"] == "quick"
     machine_ok(result["machine"])
     methods = ("ridge", "no_clustering", "clustering")
+    assert result["methods"] == list(methods)
+    assert not any(o.startswith(("data.root", "tracking.")) for o in result["overrides"])
     runs = {(r["fraction"], r["seed"], r["method"]): r for r in result["runs"]}
     assert set(runs) == {(f, s, m) for f in (1.0, 0.1) for s in (0, 1) for m in methods}
     for r in runs.values():
