@@ -8,7 +8,7 @@ subset, three methods are scored per attribute:
 - `ridge`: closed-form ridge regression on pooled statistics of each utterance's features (the
   run's own log-mel settings), fit on the labelled Train utterances, features standardised with
   their statistics, alpha chosen per attribute on Development by CCC;
-- `no_clustering`: the training entry point with `cluster.enabled=false`;
+- `no_clustering`: the training entry point with `model.aux_head=none`;
 - `clustering`: the same with clustering (the config as it is).
 
 Per fraction: the mean over seeds with a 95 % t-interval, and the paired differences between
@@ -39,7 +39,7 @@ from scipy import stats
 from deepemocluster.config import load_config
 from deepemocluster.data.corpus import Corpus, load_corpus
 from deepemocluster.metrics import ccc
-from deepemocluster.train import run
+from deepemocluster.training.run import run
 
 ROOT = Path(__file__).resolve().parents[1]
 CONFIG = ROOT / "configs" / "default.yaml"
@@ -264,7 +264,7 @@ def main(argv: list[str] | None = None) -> int:
                         f"tracking.run_name=quality-{method}-{fraction}-{seed}",
                     ]
                     if method == "no_clustering":
-                        overrides.append("cluster.enabled=false")
+                        overrides.append("model.aux_head=none")
                     cfg = load_config(CONFIG, overrides)
                     began = time.perf_counter()
                     scores, details = method_ccc(method, cfg, "quality")

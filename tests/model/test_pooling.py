@@ -13,7 +13,7 @@ from tiny_config import TINY_MODEL
 from deepemocluster.config import load_config
 from deepemocluster.data.corpus import load_corpus
 from deepemocluster.data.datasets import ChunkDataset
-from deepemocluster.engine import LabelScaler
+from deepemocluster.data.labels import LabelScaler
 from deepemocluster.errors import ConfigError
 from deepemocluster.losses import ccc_loss
 from deepemocluster.metrics import ccc
