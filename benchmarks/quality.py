@@ -327,6 +327,7 @@ def main(argv: list[str] | None = None) -> int:
                         {"fraction": fraction, "seed": seed, "method": name, "ccc": scores}
                         | details
                         | {"seconds": seconds}
+                        | ({"compared": extra} if compare else {})
                     )
                     print(f"{fraction} seed {seed} {name}: mean CCC {scores['mean']:.3f}")
                     summary = {

@@ -18,6 +18,11 @@ micro-batch's statistics ("ghost batch normalisation", as every DDP rank already
 slice). The random state and BatchNorm's running statistics are restored between the passes, so
 both see the same dropout masks and the running statistics are updated once per micro-batch.
 
+A micro-batch holds whole utterances (``utterance_bounds``): under attention pooling an
+utterance's prediction needs all its chunks at once. The network's outputs then come in two
+kinds of rows, per chunk (auxiliary heads) and per utterance (A/V/D), and each micro-batch owns
+a slice of both.
+
 A loss that is a mean of per-chunk terms (the cluster cross-entropy alone, as in the unlabelled
 stage) needs no first pass: ``per_chunk`` runs each micro-batch once, forward and backward, and
 weights its loss by its share of the batch, which sums to the whole batch's mean.
