@@ -164,8 +164,10 @@ class TrainConfig:
     seed: int = 0
     device: str = "auto"  # auto | cpu | cuda (under torchrun: cuda:<LOCAL_RANK>)
     # bfloat16 autocast for training steps and the embedding pass (weights, losses and evaluation
-    # stay float32): 2.3x faster training on CPUs with AVX512-BF16 or AMX; docs/performance.md
-    amp: bool = False
+    # stay float32): true | false | auto. auto = bfloat16 where it is fast (CUDA with bf16; a CPU
+    # with AVX512-BF16 or AMX: 2.3x faster training), float32 elsewhere, where bf16 is emulated
+    # (deepemocluster/hardware.py, docs/performance.md). Any, not bool: OmegaConf has no bool|str.
+    amp: Any = "auto"
     threads: int = 2  # torch intra-op threads (per process under torchrun)
     # torchrun: how long ranks wait for each other, e.g. while rank 0 extracts the features
     dist_timeout_min: float = 60.0
@@ -318,6 +320,10 @@ def _validate(cfg: DictConfig) -> None:
     if unknown or not cfg.model.attributes:
         raise ConfigError(
             f"config key 'model.attributes': use a subset of {ATTRIBUTES}, got {list(cfg.model.attributes)}"
+        )
+    if not (isinstance(cfg.train.amp, bool) or cfg.train.amp == "auto"):
+        raise ConfigError(
+            f"config key 'train.amp': {cfg.train.amp!r} is not one of true, false, auto"
         )
     if not 0.0 < cfg.data.label_fraction <= 1.0:
         raise ConfigError("config key 'data.label_fraction': must be in (0, 1]")
