@@ -27,16 +27,20 @@ MODEL_CODE = PACKAGE / "pyfunc_model.py"
 
 def log_model(checkpoint: Path, attributes: list[str]) -> None:
     """Log the pyfunc model named ``model`` to the active run."""
-    types = {"path": "string", "cluster": "long", "error": "string"}
-    outputs = {c: types.get(c, "double") for c in output_columns(attributes)}
     log_pyfunc_model(
         MODEL_CODE,
         {CHECKPOINT: checkpoint},
         {"path": "string"},
-        outputs,
+        output_types(attributes),
         pip_requirements=pinned_requirements(),
         code_paths=[PACKAGE],
     )
+
+
+def output_types(attributes: list[str]) -> dict[str, str]:
+    """Output column → MLflow type, for the signature."""
+    types = {"path": "string", "cluster": "long", "error": "string"}
+    return {c: types.get(c, "double") for c in output_columns(attributes)}
 
 
 def pinned_requirements(package: str = "deepemocluster") -> list[str]:
@@ -61,12 +65,12 @@ def pinned_requirements(package: str = "deepemocluster") -> list[str]:
 def load(artifacts: dict[str, str]) -> Callable[[pd.DataFrame], pd.DataFrame]:
     """Called by MLflow when the model is loaded: the checkpoint → a DataFrame function."""
     predictor = Predictor.from_checkpoint(load_checkpoint(artifacts[CHECKPOINT]))
+    # nullable columns: a failed file's numbers are missing (JSON null when served), not NaN
+    nullable = {"double": "Float64", "long": "Int64"}
+    dtypes = {c: nullable.get(t, object) for c, t in output_types(predictor.attributes).items()}
 
     def predict(frame: pd.DataFrame) -> pd.DataFrame:
-        out = pd.DataFrame(
-            list(predictor.predict(frame["path"].astype(str))), columns=predictor.columns
-        )
-        out["cluster"] = out["cluster"].astype("Int64")  # missing for files that failed
-        return out
+        rows = list(predictor.predict(frame["path"].astype(str)))
+        return pd.DataFrame(rows, columns=predictor.columns).astype(dtypes)
 
     return predict
