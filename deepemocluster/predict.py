@@ -48,7 +48,10 @@ def rating_scale(state: dict) -> tuple[float, float]:
     found = state.get("rating_range")
     if found is None:
         return RATING_RANGE
-    lo, hi = (float(v) for v in torch.as_tensor(found, dtype=torch.float64).flatten().tolist())
+    values = torch.as_tensor(found, dtype=torch.float64).flatten().tolist()
+    if len(values) != 2:
+        raise CheckpointError(f"the checkpoint's rating_range {values} is not (low, high)")
+    lo, hi = values
     if not lo < hi:
         raise CheckpointError(f"the checkpoint's rating_range {lo:g}–{hi:g} is empty")
     return lo, hi

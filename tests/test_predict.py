@@ -24,6 +24,10 @@ def test_rating_scale_from_the_checkpoint_or_the_manifests_scale():
     assert rating_scale({"rating_range": [1, 5]}) == (1.0, 5.0)
     with pytest.raises(CheckpointError, match="rating_range 4–4 is empty"):
         rating_scale({"rating_range": [4.0, 4.0]})
+    with pytest.raises(
+        CheckpointError, match=r"rating_range \[1.0, 7.0, 9.0\] is not \(low, high\)"
+    ):
+        rating_scale({"rating_range": [1.0, 7.0, 9.0]})
 
 
 def _read(path: Path) -> list[dict]:
