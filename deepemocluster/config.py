@@ -153,10 +153,14 @@ class TrainConfig:
     epochs: int = 50
     batch_utterances: int = 64
     # inference batch of the embedding and evaluation passes; on CPU a batch whose largest
-    # activation stays under glibc's 32 MiB mmap threshold runs fastest (docs/performance.md)
+    # activation stays under glibc's 32 MiB mmap threshold runs fastest (docs/performance.md).
+    # Reference encoder, 2 threads, chunks/s at 32/64/128 (benchmarks/amp_cpu_kinds.py, loaded
+    # machine): AVX512-BF16/AMX CPU fp32 101/121/86, bf16 335/242/190; AVX2-only fp32 104/89/53
     eval_batch_chunks: int = 128
     # at most this many chunks through the network at once in a training step (0: the whole
-    # batch): exact whole-batch losses, BatchNorm per micro-batch; deepemocluster/microbatch.py
+    # batch): exact whole-batch losses, BatchNorm per micro-batch; deepemocluster/microbatch.py.
+    # One step of 32/64 chunks, chunks/s (same benchmark): AVX512-BF16/AMX CPU fp32 25/17, bf16
+    # 21/23; AVX2-only fp32 26/17 (bf16 emulated there: 2.4/2.0, hence train.amp=auto)
     micro_batch_chunks: int = 0
     ce_weight: float = 1.0
     ccc_weight: float = 1.0
