@@ -117,6 +117,8 @@ def export(backend: TorchBackend, out: Path) -> Path:
     )
     batch = c.n_chunks * torch.export.Dim("utterances", min=1)
     outputs = [RATINGS, CLUSTER, DISTANCE] if graph.clustered else [RATINGS]
+    # torch warns about every torchvision operator it cannot register: none is in this model
+    logging.getLogger("torch.onnx._internal.exporter._registration").setLevel(logging.ERROR)
     with warnings.catch_warnings():  # the exporter's progress notes are not the user's concern
         warnings.simplefilter("ignore")
         program = torch.onnx.export(

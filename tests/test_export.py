@@ -13,6 +13,7 @@ import pytest
 import soundfile as sf
 
 from deepemocluster import export
+from deepemocluster.checkpoint import load_checkpoint, save_checkpoint
 from deepemocluster.data.features import FeatureSettings
 from deepemocluster.errors import CheckpointError
 from deepemocluster.predict import Predictor, load_state
@@ -127,3 +128,20 @@ def test_corrupt_or_foreign_onnx_files_are_refused_clearly(tiny_onnx, tmp_path):
     onnx.save_model(onnx.helper.make_model(graph), str(foreign))
     with pytest.raises(CheckpointError, match="without deepemocluster metadata"):
         Predictor.from_onnx(foreign)
+
+
+def test_a_model_without_clustering_exports_ratings_only(tiny_run, tmp_path):
+    state = load_checkpoint(tiny_run.checkpoint)
+    del state["clustering"]
+    unclustered = tmp_path / "unclustered.pt"
+    save_checkpoint(state, unclustered)
+    out = tmp_path / "ratings_only.onnx"
+    assert export.main([str(unclustered), "--out", str(out)]) == 0
+    session = ort.InferenceSession(str(out), providers=["CPUExecutionProvider"])
+    assert [o.name for o in session.get_outputs()] == [export.RATINGS]
+    wavs = tiny_run.wavs[:4]
+    got = list(Predictor.from_onnx(out).predict(wavs))
+    expected = list(Predictor.from_checkpoint(state).predict(wavs))
+    assert all(r["cluster"] is None and r["cluster_distance"] is None for r in got)
+    diff = max(abs(g[a] - e[a]) for g, e in zip(got, expected, strict=True) for a in AVD)
+    assert diff < PARITY
