@@ -157,10 +157,14 @@ class TrainConfig:
     epochs: int = 50
     batch_utterances: int = 64
     # inference batch of the embedding and evaluation passes; on CPU a batch whose largest
-    # activation stays under glibc's 32 MiB mmap threshold runs fastest (docs/decisions.md)
+    # activation stays under glibc's 32 MiB mmap threshold runs fastest (docs/decisions.md).
+    # Reference encoder, 2 threads, chunks/s at 32/64/128 (benchmarks/amp_cpu_kinds.py, loaded
+    # machine): AVX512-BF16/AMX CPU fp32 101/121/86, bf16 335/242/190; AVX2-only fp32 104/89/53
     eval_batch_chunks: int = 128
     # at most this many chunks through the network at once in a training step (0: the whole
-    # batch): exact whole-batch losses, BatchNorm per micro-batch; training/microbatch.py
+    # batch): exact whole-batch losses, BatchNorm per micro-batch; training/microbatch.py.
+    # One step of 32/64 chunks, chunks/s (same benchmark): AVX512-BF16/AMX CPU fp32 25/17, bf16
+    # 21/23; AVX2-only fp32 26/17 (bf16 emulated there: 2.4/2.0, hence train.amp=auto)
     micro_batch_chunks: int = 0
     # stop each training pass after this many optimiser steps (0: the whole pass): smoke runs,
     # and benchmarks that time a few steps of a large epoch
@@ -171,8 +175,10 @@ class TrainConfig:
     seed: int = 0
     device: str = "auto"  # auto | cpu | cuda (under torchrun: cuda:<LOCAL_RANK>)
     # bfloat16 autocast for training steps and the embedding pass (weights, losses and evaluation
-    # stay float32): 1.5x faster epochs on CPUs with AVX512-BF16 or AMX; docs/performance.md
-    amp: bool = False
+    # stay float32): true | false | auto. auto = bfloat16 where it is fast (CUDA with bf16; a CPU
+    # with AVX512-BF16 or AMX: 1.5x faster epochs), float32 elsewhere, where bf16 is emulated
+    # (deepemocluster/hardware.py, docs/performance.md). Any, not bool: OmegaConf has no bool|str.
+    amp: Any = "auto"
     threads: int = 2  # torch intra-op threads (per process under torchrun)
     # torchrun: how long ranks wait for each other, e.g. while rank 0 extracts the features
     dist_timeout_min: float = 60.0
@@ -353,6 +359,10 @@ def _validate(cfg: DictConfig) -> None:
     if unknown or not cfg.model.attributes:
         raise ConfigError(
             f"config key 'model.attributes': use a subset of {ATTRIBUTES}, got {list(cfg.model.attributes)}"
+        )
+    if not (isinstance(cfg.train.amp, bool) or cfg.train.amp == "auto"):
+        raise ConfigError(
+            f"config key 'train.amp': {cfg.train.amp!r} is not one of true, false, auto"
         )
     if not 0.0 < cfg.data.label_fraction <= 1.0:
         raise ConfigError("config key 'data.label_fraction': must be in (0, 1]")

@@ -1,10 +1,12 @@
 """``python -m deepemocluster.predict --model RUN_ID|CHECKPOINT PATH... --out preds.csv``.
 
-Per audio file: arousal/valence/dominance on the 1–7 scale, the cluster of the run's final
+Per audio file: arousal/valence/dominance on the labels' scale (1–7; clipped to it), the cluster of the run's final
 clustering (majority vote of the file's chunks) with the mean distance of the voting chunks to its
 centroid, and the duration. Files are processed a small batch at a time and each batch's rows are
 written at once, so thousands of files need no more memory than one batch; a file that cannot be
-used gets its reason in the ``error`` column and the batch goes on.
+used gets its reason in the ``error`` column and the batch goes on. The network runs in torch,
+or (``--backend onnx``) in onnxruntime from an exported file; decoding, features and chunking are
+the same code for both.
 """
 
 from __future__ import annotations
@@ -15,8 +17,9 @@ import logging
 import os
 import sys
 from collections.abc import Iterable, Iterator, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
+from typing import Protocol
 
 import numpy as np
 import torch
@@ -40,31 +43,100 @@ _CPU = torch.device("cpu")
 
 
 @dataclass(frozen=True)
-class Predictor:
-    """A trained model with what it needs to go from features to ratings and clusters: the
-    run's config, the Train feature statistics and (when the run clustered) its final clustering."""
+class Outputs:
+    """What a backend computes for n utterances of C chunks each (None: not asked for)."""
+
+    ratings: np.ndarray | None = None  # (n, n_attributes) on the rating scale, clipped to it
+    chunk_clusters: np.ndarray | None = None  # (n, C) nearest centroid of every chunk
+    chunk_distances: np.ndarray | None = None  # (n, C) distance to it, in the projected space
+
+
+class Backend(Protocol):
+    """A trained model that maps chunked features to ratings and clusters (torch, or ONNX)."""
+
+    clustered: bool  # the run's final clustering is part of the model
+
+    def dataset(self, packed: PackedFeatures, rows: np.ndarray) -> ChunkDataset:
+        """Utterances ``rows`` of ``packed``, chunked as in training, as this backend reads them."""
+        ...
+
+    def run(self, ds: ChunkDataset, ratings: bool = True, clusters: bool = False) -> Outputs: ...
+
+
+@dataclass(frozen=True)
+class TorchBackend:
+    """The checkpoint's model in torch, with the Train feature statistics, the label scaler and
+    scale, and (when the run clustered) its final clustering."""
 
     cfg: DictConfig
     model: DeepEmoCluster
     scaler: LabelScaler
+    scale: tuple[float, float]
     feature_mean: np.ndarray
     feature_std: np.ndarray
     projection: Projection | None
     centroids: np.ndarray | None
 
     @classmethod
-    def from_checkpoint(cls, checkpoint: Checkpoint) -> Predictor:
+    def from_checkpoint(cls, checkpoint: Checkpoint) -> TorchBackend:
         cfg, model = checkpoint.restore_model()
         space = checkpoint.clusters
         return cls(
             cfg,
             model,
             checkpoint.scaler,
+            checkpoint.rating_range,
             checkpoint.feature_mean,
             checkpoint.feature_std,
             None if space is None else space.projection,
             None if space is None else space.centroids,
         )
+
+    @property
+    def clustered(self) -> bool:
+        return self.centroids is not None
+
+    def dataset(self, packed: PackedFeatures, rows: np.ndarray) -> ChunkDataset:
+        """Normalised exactly as in training."""
+        return ChunkDataset.for_rows(
+            packed, rows, self.feature_mean, self.feature_std, self.cfg.chunking
+        )
+
+    def run(self, ds: ChunkDataset, ratings: bool = True, clusters: bool = False) -> Outputs:
+        batch, out = self.cfg.train.eval_batch_chunks, Outputs()
+        if ratings:
+            z = predict_utterances(self.model, ds, batch, _CPU)
+            out = replace(out, ratings=np.clip(self.scaler.restore(z), *self.scale))
+        if clusters:
+            ids, dist = assign(
+                self.projection(embed_chunks(self.model, ds, batch, _CPU)), self.centroids
+            )
+            shape = (len(ds), ds.n_chunks)
+            out = replace(
+                out, chunk_clusters=ids.reshape(shape), chunk_distances=dist.reshape(shape)
+            )
+        return out
+
+
+@dataclass(frozen=True)
+class Predictor:
+    """The run's config and a backend: audio files in, one output row per file out."""
+
+    cfg: DictConfig
+    backend: Backend
+
+    @classmethod
+    def from_checkpoint(cls, checkpoint: Checkpoint) -> Predictor:
+        backend = TorchBackend.from_checkpoint(checkpoint)
+        return cls(backend.cfg, backend)
+
+    @classmethod
+    def from_onnx(cls, path: str | Path) -> Predictor:
+        """An exported model (``python -m deepemocluster.export``) run by onnxruntime."""
+        from deepemocluster.onnx_backend import OnnxBackend  # onnxruntime loads only when asked
+
+        backend = OnnxBackend.load(path)
+        return cls(backend.cfg, backend)
 
     @property
     def attributes(self) -> list[str]:
@@ -75,25 +147,19 @@ class Predictor:
         return output_columns(self.attributes)
 
     def dataset(self, packed: PackedFeatures, rows: np.ndarray) -> ChunkDataset:
-        """Utterances ``rows`` of ``packed``, chunked and normalised exactly as in training."""
-        return ChunkDataset.for_rows(
-            packed, rows, self.feature_mean, self.feature_std, self.cfg.chunking
-        )
+        return self.backend.dataset(packed, rows)
 
     def ratings(self, ds: ChunkDataset) -> np.ndarray:
-        """(n, n_attributes) predictions on the 1–7 scale."""
-        batch = self.cfg.train.eval_batch_chunks
-        return self.scaler.restore(predict_utterances(self.model, ds, batch, _CPU))
+        """(n, n_attributes) predictions on the rating scale (clipped to it)."""
+        return self.backend.run(ds).ratings
 
     def clusters(self, ds: ChunkDataset) -> tuple[np.ndarray, np.ndarray]:
         """(n,) cluster of each utterance (majority vote of its chunks) and the mean distance of
         the voting chunks to that centroid, in the final clustering's projected space."""
-        if self.centroids is None:
+        if not self.backend.clustered:
             raise CheckpointError("the checkpoint has no clustering (trained without clusters)")
-        emb = embed_chunks(self.model, ds, self.cfg.train.eval_batch_chunks, _CPU)
-        ids, dist = assign(self.projection(emb), self.centroids)
-        shape = (len(ds), ds.n_chunks)
-        return utterance_clusters(ids.reshape(shape), dist.reshape(shape))
+        out = self.backend.run(ds, ratings=False, clusters=True)
+        return utterance_clusters(out.chunk_clusters, out.chunk_distances)
 
     def predict(
         self, paths: Iterable[str | Path], batch_files: int = BATCH_FILES
@@ -123,14 +189,15 @@ class Predictor:
         offsets = np.cumsum([0] + [len(f) for _, f in features], dtype=np.int64)
         packed = PackedFeatures("predict", np.concatenate([f for _, f in features]), offsets)
         ds = self.dataset(packed, np.arange(len(features)))
-        ratings = self.ratings(ds)
-        clusters, distances = self.clusters(ds) if self.centroids is not None else (None, None)
+        out = self.backend.run(ds, clusters=self.backend.clustered)
+        if self.backend.clustered:
+            clusters, distances = utterance_clusters(out.chunk_clusters, out.chunk_distances)
         hop_s = settings.hop_length / settings.sample_rate
         for i, (row, feats) in enumerate(features):
             # librosa centres frames: n frames cover (n − 1) to n hops; report the midpoint
             row["duration_s"] = round((len(feats) - 0.5) * hop_s, 3)
-            row |= {a: float(ratings[i, j]) for j, a in enumerate(self.attributes)}
-            if clusters is not None:
+            row |= {a: float(out.ratings[i, j]) for j, a in enumerate(self.attributes)}
+            if self.backend.clustered:
                 row["cluster"], row["cluster_distance"] = int(clusters[i]), float(distances[i])
         return rows
 
@@ -183,7 +250,15 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(
         prog="python -m deepemocluster.predict", description=__doc__.split("\n")[0]
     )
-    parser.add_argument("--model", required=True, help="MLflow run id, or a checkpoint file")
+    parser.add_argument(
+        "--model", required=True, help="MLflow run id or checkpoint file; with onnx an .onnx file"
+    )
+    parser.add_argument(
+        "--backend",
+        choices=("torch", "onnx"),
+        default="torch",
+        help="onnx: a model from python -m deepemocluster.export, run by onnxruntime (CPU)",
+    )
     parser.add_argument("paths", nargs="+", help="audio files and/or folders (recursive)")
     parser.add_argument("--out", required=True, type=Path, help="CSV file to write")
     parser.add_argument("--batch-files", type=int, default=BATCH_FILES)
@@ -193,7 +268,10 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(message)s")
     try:
-        predictor = Predictor.from_checkpoint(load_state(args.model, args.tracking_uri))
+        if args.backend == "onnx":
+            predictor = Predictor.from_onnx(args.model)
+        else:
+            predictor = Predictor.from_checkpoint(load_state(args.model, args.tracking_uri))
         rows = predictor.predict(audio_files(args.paths), max(1, args.batch_files))
         n, failed = write_csv(rows, predictor.columns, args.out)
     except DeepEmoClusterError as e:

@@ -31,6 +31,7 @@ os.environ.setdefault("MLFLOW_HTTP_REQUEST_TIMEOUT", "30")
 os.environ.setdefault("MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR", "false")
 
 import mlflow  # noqa: E402
+import mlflow.models  # noqa: E402
 import mlflow.pyfunc  # noqa: E402
 import pandas as pd  # noqa: E402  (mlflow's own dependency; the pyfunc model's data type)
 from mlflow.exceptions import MlflowException  # noqa: E402
@@ -286,16 +287,27 @@ class _PyfuncAdapter(mlflow.pyfunc.PythonModel):
         return self.predict_fn(model_input)
 
 
-def log_pyfunc_model(
+def set_pyfunc_model(
     load: Callable[[dict[str, str]], Callable[[pd.DataFrame], pd.DataFrame]],
+) -> None:
+    """For a models-from-code file: the model MLflow logs or loads is ``load`` (see
+    ``_PyfuncAdapter``)."""
+    mlflow.models.set_model(_PyfuncAdapter(load))
+
+
+def log_pyfunc_model(
+    code: Path,
     artifacts: dict[str, Path],
     inputs: dict[str, str],
     outputs: dict[str, str],
+    pip_requirements: list[str],
+    code_paths: list[Path],
     name: str = "model",
 ) -> None:
-    """Log a pyfunc model to the active run; ``inputs``/``outputs`` map column names to MLflow
-    types for the signature. ``load`` must be a module-level function of an installed package
-    (it is pickled by reference). No pip requirements: the package's environment serves it."""
+    """Log a pyfunc model *from code* to the active run: ``code`` is a file that calls
+    ``set_pyfunc_model`` (MLflow runs it now and at load time; nothing is pickled).
+    ``inputs``/``outputs`` map column names to MLflow types for the signature; ``code_paths``
+    travel in the model's ``code/`` folder and are importable when it loads."""
     from mlflow.models import ModelSignature
     from mlflow.types import ColSpec, Schema
 
@@ -308,10 +320,11 @@ def log_pyfunc_model(
         try:
             mlflow.pyfunc.log_model(
                 name=name,
-                python_model=_PyfuncAdapter(load),
+                python_model=str(code),
                 artifacts={k: str(v) for k, v in artifacts.items()},
                 signature=signature,
-                pip_requirements=[],
+                pip_requirements=pip_requirements,
+                code_paths=[str(p) for p in code_paths],
             )
         except Exception as e:  # store unreachable or refusing the upload
             raise TrackingError(f"cannot log the model {name!r}: {e}") from e

@@ -7,7 +7,9 @@ from __future__ import annotations
 
 import csv
 import io
+import json
 from collections.abc import Callable, Sequence
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
@@ -159,3 +161,59 @@ def make_msp_corpus(tmp_path: Path, write_audio: Callable[..., Path]) -> Callabl
         return base
 
     return make
+
+
+@dataclass(frozen=True)
+class TinyRun:
+    """A finished tiny training run: its MLflow run, store and working folder, and its corpus."""
+
+    run_id: str
+    uri: str
+    run_dir: Path
+    corpus_root: Path
+
+    @property
+    def checkpoint(self) -> Path:
+        return self.run_dir / "checkpoint_best.pt"
+
+    @property
+    def wavs(self) -> list[Path]:
+        return sorted((self.corpus_root / "Audios").glob("*.wav"))
+
+
+@pytest.fixture(scope="session")
+def tiny_run(tmp_path_factory) -> TinyRun:
+    """One tiny run (float32, seconds to train) shared by the prediction, serving and export
+    tests, which only read it."""
+    from tiny_config import TINY
+
+    from deepemocluster.config import load_config
+    from deepemocluster.train import run
+
+    base = tmp_path_factory.mktemp("tiny_run")
+    uri = f"sqlite:///{base / 'runs' / 'mlflow.db'}"
+    cfg = load_config(
+        overrides=[
+            *TINY,
+            "tracking.run_name=tiny",
+            "train.amp=false",
+            f"data.root={base / 'demo'}",
+            f"features.store={base / 'features'}",
+            f"tracking.runs_dir={base / 'runs'}",
+            f"tracking.uri={uri}",
+        ]
+    )
+    run(cfg)
+    run_dir = base / "runs" / "tiny"
+    run_id = json.loads((run_dir / "run.json").read_text())["run_id"]
+    return TinyRun(run_id, uri, run_dir, base / "demo")
+
+
+@pytest.fixture(scope="session")
+def tiny_onnx(tiny_run, tmp_path_factory) -> Path:
+    """The tiny run's best checkpoint exported to ONNX."""
+    from deepemocluster.export import main as export_main
+
+    out = tmp_path_factory.mktemp("onnx") / "model.onnx"
+    assert export_main([str(tiny_run.checkpoint), "--out", str(out)]) == 0
+    return out

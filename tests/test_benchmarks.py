@@ -9,6 +9,7 @@ import pytest
 from bench_support import machine_ok, positive_finite, run_quick
 
 from deepemocluster.config import ATTRIBUTES
+from deepemocluster.hardware import Capabilities, choose_amp
 
 
 @pytest.mark.slow
@@ -250,3 +251,45 @@ def test_quality_benchmark_quick(tmp_path):
                 expected = [runs[f, s, a]["ccc"][key] - runs[f, s, b]["ccc"][key] for s in (0, 1)]
                 assert cell["per_seed"] == pytest.approx(expected)
         assert summary["ratio_to_ridge"]["ridge"] == 1.0
+
+
+def test_onnx_inference_benchmark_quick(tmp_path):
+    stdout, result = run_quick("onnx_inference.py", tmp_path / "onnx.json")
+    assert "ratio" in stdout and result["benchmark"] == "onnx_inference"
+    machine_ok(result["machine"])
+    assert result["cpu_kind"]["torch_cpu_capability"] and result["baseline"] == "torch"
+    assert result["settings"]["threads"] == 2
+    assert result["max_abs_rating_difference"] < 1e-4 and result["same_chunk_clusters"]
+    for task in ("network", "predict"):
+        f = result[task]
+        assert positive_finite(f["torch_chunks_per_s"])
+        assert f["ratio_onnxruntime_over_torch"] == pytest.approx(
+            f["onnxruntime_chunks_per_s"] / f["torch_chunks_per_s"]
+        )
+
+
+@pytest.mark.slow
+def test_amp_cpu_kinds_benchmark_quick(tmp_path):
+    stdout, result = run_quick("amp_cpu_kinds.py", tmp_path / "amp.json")
+    assert result["benchmark"] == "amp_cpu_kinds" and "bf16/fp32" in stdout
+    machine_ok(result["machine"])
+    avx2 = result["kinds"]["avx2"]
+    # the simulated AVX2-only CPU: torch dispatches AVX2 kernels and auto picks float32 there
+    assert avx2["torch_cpu_capability"] == "AVX2" and avx2["auto_uses_bf16"] is False
+    native = result["kinds"]["native"]
+    facts = Capabilities(
+        "cpu",
+        cpu_capability=native["torch_cpu_capability"],
+        avx512_bf16=native["avx512_bf16"],
+        amx_bf16=native["amx_bf16"],
+        onednn_max_isa=native["onednn_max_isa"],
+    )
+    assert native["auto_uses_bf16"] is choose_amp("auto", facts)[0]
+    for kind in (native, avx2):
+        for f in kind["figures"].values():
+            assert positive_finite(f["fp32_chunks_per_s"]) and positive_finite(
+                f["bf16_chunks_per_s"]
+            )
+            assert f["ratio_bf16_over_fp32"] == pytest.approx(
+                f["bf16_chunks_per_s"] / f["fp32_chunks_per_s"]
+            )

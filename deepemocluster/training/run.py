@@ -41,9 +41,7 @@ def run(
     returns the final test metrics (rank 0; other torchrun ranks return an empty dict)."""
     torch.set_num_threads(cfg.train.threads)
     clustering.set_threads(cfg.cluster.threads or cfg.train.threads)
-    world, device = distributed.init(
-        select_device(cfg.train.device, cfg.train.amp), cfg.train.dist_timeout_min
-    )
+    world, device = distributed.init(select_device(cfg.train.device), cfg.train.dist_timeout_min)
     try:
         if not world.is_main:
             return _follow(cfg, device, world, hooks)
@@ -52,13 +50,11 @@ def run(
         distributed.shutdown(world)
 
 
-def select_device(name: str, amp: bool = False) -> torch.device:
+def select_device(name: str) -> torch.device:
     if name == "auto":
         name = "cuda" if torch.cuda.is_available() else "cpu"
     if name == "cuda" and not torch.cuda.is_available():
         raise ConfigError("train.device=cuda but no CUDA device is available")
-    if name == "cuda" and amp and not torch.cuda.is_bf16_supported():
-        raise ConfigError("train.amp=true needs bfloat16, which this CUDA device lacks")
     return torch.device(name)
 
 
@@ -154,6 +150,8 @@ def _train_and_test(
     recorder = Recorder(folder, tracker, run_id)
     trainer = Trainer(cfg, data, device, world, [recorder, *hooks])
     recorder.trainer = trainer
+    log.info("%s", trainer.amp_reason)
+    tracker.log_params({"train.amp_resolved": "bfloat16" if trainer.amp else "float32"})
     distributed.broadcast_object(resume_from, world)
     if resume_from is not None:
         _resume(trainer, resume_from)

@@ -8,6 +8,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
+from mlflow.tracking import MlflowClient
 
 from deepemocluster.checkpoint import Checkpoint
 from deepemocluster.data.corpus import load_corpus
@@ -35,6 +36,12 @@ def test_an_amp_run_trains_and_keeps_float32_weights(tiny_cfg):
     cfg = tiny_cfg("train.amp=true", "train.epochs=3")
     test = run(cfg)
     assert np.isfinite(test["test/ccc_mean"])
+    client = MlflowClient(f"sqlite:///{Path(cfg.tracking.runs_dir) / 'mlflow.db'}")
+    (r,) = client.search_runs(
+        [client.get_experiment_by_name(cfg.tracking.experiment).experiment_id]
+    )
+    assert r.data.params["train.amp"] == "True"
+    assert r.data.params["train.amp_resolved"] == "bfloat16"  # what the run chose, and logged
     best = Checkpoint.load(Path(cfg.tracking.runs_dir) / "tiny" / "checkpoint_best.pt")
     dtypes = {t.dtype for t in best.model.values() if t.is_floating_point()}
     assert dtypes == {torch.float32}

@@ -38,6 +38,7 @@ def test_joint_run_logs_everything_and_learns(tiny_cfg):
     client, r = _client(cfg)
     assert r.info.status == "FINISHED"
     assert r.data.params["train.epochs"] == "4" and r.data.params["cluster.mode"] == "joint"
+    assert r.data.params["train.amp_resolved"] == "float32"  # train.amp=false in the tiny config
     assert {"git_commit", "data_fingerprint"} <= r.data.tags.keys()
     for key in (
         "dev/ccc_arousal",

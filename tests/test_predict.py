@@ -1,0 +1,94 @@
+"""Prediction on the rating scale in every output path (torch, ONNX, the CLI with either
+backend), and the ONNX backend through ``python -m deepemocluster.predict --backend onnx``."""
+
+from __future__ import annotations
+
+import csv
+from pathlib import Path
+
+import pytest
+import torch
+
+from deepemocluster import predict
+from deepemocluster.checkpoint import load_checkpoint, save_checkpoint
+from deepemocluster.errors import CheckpointError
+from deepemocluster.export import main as export_main
+from deepemocluster.predict import Predictor, rating_scale
+
+AVD = ["arousal", "valence", "dominance"]
+
+
+def test_rating_scale_from_the_checkpoint_or_the_manifests_scale():
+    assert rating_scale({}) == (1.0, 7.0)  # checkpoints written before the range was recorded
+    assert rating_scale({"rating_range": torch.tensor([2.0, 5.0])}) == (2.0, 5.0)
+    assert rating_scale({"rating_range": [1, 5]}) == (1.0, 5.0)
+    with pytest.raises(CheckpointError, match="rating_range 4–4 is empty"):
+        rating_scale({"rating_range": [4.0, 4.0]})
+    with pytest.raises(
+        CheckpointError, match=r"rating_range \[1.0, 7.0, 9.0\] is not \(low, high\)"
+    ):
+        rating_scale({"rating_range": [1.0, 7.0, 9.0]})
+
+
+def _read(path: Path) -> list[dict]:
+    with path.open() as f:
+        return list(csv.DictReader(f))
+
+
+@pytest.mark.slow
+def test_every_output_path_clips_to_the_recorded_scale(tiny_run, tmp_path):
+    """A checkpoint whose labels were on a narrow scale: torch, ONNX and the CLI all keep every
+    rating inside it, and values at the bounds are the clipped ones."""
+    state = load_checkpoint(tiny_run.checkpoint)
+    free = list(Predictor.from_checkpoint(state).predict(tiny_run.wavs[:16]))
+    values = sorted(r[a] for r in free for a in AVD)
+    lo, hi = values[len(values) // 4], values[3 * len(values) // 4]  # a quarter out each side
+    state["rating_range"] = torch.tensor([lo, hi], dtype=torch.float64)
+    narrow = tmp_path / "narrow.pt"
+    save_checkpoint(state, narrow)
+    onnx_file = tmp_path / "narrow.onnx"
+    assert export_main([str(narrow), "--out", str(onnx_file)]) == 0
+
+    for predictor in (Predictor.from_checkpoint(state), Predictor.from_onnx(onnx_file)):
+        rows = list(predictor.predict(tiny_run.wavs[:16]))
+        for row, unclipped in zip(rows, free, strict=True):
+            for a in AVD:
+                assert row[a] == pytest.approx(min(max(unclipped[a], lo), hi), abs=1e-4)
+        clipped = [r[a] for r in rows for a in AVD]
+        assert min(clipped) == pytest.approx(lo) and max(clipped) == pytest.approx(hi)
+
+    for backend, model in (("torch", narrow), ("onnx", onnx_file)):
+        out = tmp_path / f"{backend}.csv"
+        argv = ["--model", str(model), "--backend", backend, *map(str, tiny_run.wavs[:16])]
+        assert predict.main([*argv, "--out", str(out)]) == 0
+        numbers = [float(r[a]) for r in _read(out) for a in AVD]
+        assert lo - 1e-4 <= min(numbers) and max(numbers) <= hi + 1e-4
+
+
+@pytest.mark.slow
+def test_cli_onnx_backend_gives_the_torch_rows(tiny_run, tiny_onnx, tmp_path, caplog):
+    folder = tmp_path / "audio"
+    folder.mkdir()
+    for wav in tiny_run.wavs[:5]:
+        (folder / wav.name).write_bytes(wav.read_bytes())
+    (folder / "broken.wav").write_bytes(b"RIFF not really a wave file")
+    torch_csv, onnx_csv = tmp_path / "torch.csv", tmp_path / "onnx.csv"
+    assert (
+        predict.main(["--model", str(tiny_run.checkpoint), str(folder), "--out", str(torch_csv)])
+        == 0
+    )
+    argv = ["--model", str(tiny_onnx), "--backend", "onnx", str(folder), "--out", str(onnx_csv)]
+    assert predict.main([*argv, "--batch-files", "2"]) == 0
+    expected, got = _read(torch_csv), _read(onnx_csv)
+    assert [r["path"] for r in got] == [r["path"] for r in expected] and len(got) == 6
+    for g, e in zip(got, expected, strict=True):
+        assert g["error"] == e["error"] and g["cluster"] == e["cluster"]
+        for a in [*AVD, "cluster_distance", "duration_s"]:
+            # the CSV holds 4 decimals: equal up to one rounding step
+            assert g[a] == e[a] or abs(float(g[a]) - float(e[a])) <= 1.01e-4
+    assert [r["error"] for r in got if r["error"]] == ["unreadable"]
+
+    # a checkpoint given to the ONNX backend: one clear message, exit 1
+    bad = ["--model", str(tiny_run.checkpoint), "--backend", "onnx", str(folder)]
+    assert predict.main([*bad, "--out", str(tmp_path / "x.csv")]) == 1
+    assert "not a readable ONNX model" in caplog.text

@@ -1,0 +1,178 @@
+"""The logged MLflow model, through MLflow's own command line: logged from code (no pickled
+object), ``mlflow models predict`` and ``mlflow models serve`` give the rows of
+``python -m deepemocluster.predict``, and bad files are rows with an error, not failed requests."""
+
+from __future__ import annotations
+
+import csv
+import json
+import logging
+import os
+import shutil
+import signal
+import subprocess
+import sys
+import time
+import urllib.error
+import urllib.request
+import warnings
+from pathlib import Path
+
+import mlflow
+import pandas as pd
+import pytest
+import torch
+import yaml
+from loopback import free_port
+
+from deepemocluster import pyfunc
+from deepemocluster.tracking import Tracker
+
+pytestmark = pytest.mark.slow
+AVD = ["arousal", "valence", "dominance"]
+MLFLOW = shutil.which("mlflow", path=str(Path(sys.executable).parent)) or "mlflow"
+
+
+@pytest.fixture(scope="module")
+def model_dir(tiny_run, tmp_path_factory) -> Path:
+    """The run's logged model, downloaded as MLflow stores it."""
+    return Path(
+        mlflow.artifacts.download_artifacts(
+            artifact_uri=f"runs:/{tiny_run.run_id}/model",
+            dst_path=str(tmp_path_factory.mktemp("model")),
+            tracking_uri=tiny_run.uri,
+        )
+    )
+
+
+@pytest.fixture(scope="module")
+def inputs(tiny_run, tmp_path_factory) -> list[str]:
+    """Three real WAV files, a missing one and a corrupt one."""
+    folder = tmp_path_factory.mktemp("inputs")
+    corrupt = folder / "corrupt.wav"
+    corrupt.write_bytes(b"RIFF\x24\x00\x00\x00WAVEfmt but nothing that decodes")
+    return [*map(str, tiny_run.wavs[:3]), str(folder / "missing.wav"), str(corrupt)]
+
+
+@pytest.fixture(scope="module")
+def cli_rows(tiny_run, inputs, tmp_path_factory) -> list[dict]:
+    """``python -m deepemocluster.predict`` on the inputs, as its CSV rows."""
+    out = tmp_path_factory.mktemp("cli") / "preds.csv"
+    cmd = [sys.executable, "-m", "deepemocluster.predict", "--model", tiny_run.run_id]
+    cmd += [*inputs, "--out", str(out), "--tracking-uri", tiny_run.uri]
+    subprocess.run(cmd, check=True, timeout=120, capture_output=True, env=_env(tiny_run))
+    with out.open() as f:
+        return list(csv.DictReader(f))
+
+
+def _env(tiny_run) -> dict[str, str]:
+    """The tests' environment (this checkout first on the path) pointed at the run's store."""
+    path = os.pathsep.join(p for p in (os.getcwd(), os.environ.get("PYTHONPATH", "")) if p)
+    return {
+        **os.environ,
+        "MLFLOW_TRACKING_URI": tiny_run.uri,
+        "MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR": "false",
+        "PYTHONPATH": path,
+    }
+
+
+def _assert_same_rows(got: list[dict], expected: list[dict]) -> None:
+    """Rows of the model against the CLI's CSV (whose numbers are rounded to 4 decimals)."""
+    assert [r["path"] for r in got] == [r["path"] for r in expected]
+    assert [r["error"] or "" for r in got] == [r["error"] for r in expected]
+    for g, e in zip(got, expected, strict=True):
+        if e["error"]:
+            assert all(g[a] is None for a in [*AVD, "cluster"])
+            continue
+        for col in [*AVD, "cluster_distance", "duration_s"]:
+            assert g[col] == pytest.approx(float(e[col]), abs=6e-5), col
+        assert g["cluster"] == int(e["cluster"])
+
+
+def test_model_is_logged_from_code_with_pinned_requirements(model_dir):
+    mlmodel = yaml.safe_load((model_dir / "MLmodel").read_text())
+    flavor = mlmodel["flavors"]["python_function"]
+    assert flavor["loader_module"] == "mlflow.pyfunc.loaders.code_model"
+    assert Path(flavor["model_code_path"]).name == "pyfunc_model.py"
+    assert (model_dir / "pyfunc_model.py").is_file()
+    assert "python_model" not in flavor  # no cloudpickle file named in the flavor …
+    assert not list(model_dir.rglob("*.pkl"))  # … nor anywhere in the model
+    assert (model_dir / "code" / "deepemocluster" / "predict.py").is_file()
+    assert flavor["artifacts"]["checkpoint"]["path"] == "artifacts/checkpoint_best.pt"
+    requirements = (model_dir / "requirements.txt").read_text().split()
+    assert f"torch=={torch.__version__}" in requirements
+    assert f"mlflow=={mlflow.__version__}" in requirements
+    assert all("==" in r for r in requirements)
+    outputs = [c["name"] for c in json.loads(mlmodel["signature"]["outputs"])]
+    assert outputs == ["path", "duration_s", *AVD, "cluster", "cluster_distance", "error"]
+
+
+def test_logging_the_model_warns_about_nothing(tiny_run, tmp_path, caplog):
+    tracker = Tracker(tiny_run.uri, "pyfunc-warnings", tmp_path / "artifacts", 10.0)
+    tracker.start("log-model")
+    with warnings.catch_warnings(record=True) as caught, caplog.at_level(logging.WARNING):
+        warnings.simplefilter("always")
+        pyfunc.log_model(tiny_run.checkpoint, AVD)
+    tracker.end()
+    messages = [str(w.message) for w in caught] + [r.getMessage() for r in caplog.records]
+    assert not [m for m in messages if "pickle" in m.lower() or "deserializ" in m.lower()]
+
+
+def test_mlflow_models_predict_gives_the_cli_rows(tiny_run, inputs, cli_rows, tmp_path):
+    frame = tmp_path / "paths.csv"
+    pd.DataFrame({"path": inputs}).to_csv(frame, index=False)
+    out = tmp_path / "out.json"
+    cmd = [MLFLOW, "models", "predict", "-m", f"runs:/{tiny_run.run_id}/model"]
+    cmd += ["--env-manager", "local", "-i", str(frame), "-t", "csv", "-o", str(out)]
+    done = subprocess.run(cmd, timeout=180, capture_output=True, text=True, env=_env(tiny_run))
+    assert done.returncode == 0, done.stderr[-3000:]
+    _assert_same_rows(json.loads(out.read_text())["predictions"], cli_rows)
+    assert [r["error"] for r in cli_rows[3:]] == ["not_a_file", "unreadable"]
+
+
+def test_mlflow_models_serve_answers_a_real_post(tiny_run, inputs, cli_rows, tmp_path):
+    port = free_port()
+    cmd = [MLFLOW, "models", "serve", "-m", f"runs:/{tiny_run.run_id}/model"]
+    cmd += ["--env-manager", "local", "-h", "127.0.0.1", "-p", str(port), "-w", "1"]
+    log = (tmp_path / "serve.log").open("w")
+    server = subprocess.Popen(
+        cmd, stdout=log, stderr=subprocess.STDOUT, env=_env(tiny_run), start_new_session=True
+    )
+    url = f"http://127.0.0.1:{port}"
+    try:
+        _wait_until_up(url, server, tmp_path / "serve.log", timeout_s=120)
+        body = json.dumps({"dataframe_split": {"columns": ["path"], "data": [[p] for p in inputs]}})
+        request = urllib.request.Request(
+            f"{url}/invocations",
+            data=body.encode(),
+            headers={"Content-Type": "application/json"},
+        )
+        with urllib.request.urlopen(request, timeout=120) as response:
+            assert response.status == 200
+            rows = json.loads(response.read())["predictions"]
+        _assert_same_rows(rows, cli_rows)
+        assert [r["error"] for r in rows[3:]] == ["not_a_file", "unreadable"]
+    finally:
+        os.killpg(server.pid, signal.SIGTERM)  # the CLI and the uvicorn server it started
+        try:
+            server.wait(timeout=20)
+        except subprocess.TimeoutExpired:
+            os.killpg(server.pid, signal.SIGKILL)
+            server.wait(timeout=10)
+        log.close()
+
+
+def _wait_until_up(url: str, server: subprocess.Popen, log: Path, timeout_s: float) -> None:
+    deadline = time.monotonic() + timeout_s
+    while time.monotonic() < deadline:
+        if server.poll() is not None:
+            pytest.fail(f"mlflow models serve exited: {log.read_text()[-3000:]}")
+        try:
+            with urllib.request.urlopen(f"{url}/ping", timeout=2) as response:
+                if response.status == 200:
+                    return
+        except (urllib.error.URLError, OSError):
+            time.sleep(0.5)
+    pytest.fail(
+        f"mlflow models serve did not answer within {timeout_s} s: {log.read_text()[-3000:]}"
+    )
