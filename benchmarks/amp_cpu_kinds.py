@@ -7,7 +7,7 @@ records what torch reports there and what ``hardware.resolve_amp("auto")`` choos
 the reference encoder (128 mels x 62 frames, channels_last as training uses it, 2 threads),
 float32 and bfloat16 interleaved, best of R:
 
-- **inference**: ``engine.embed_chunks`` batches at ``train.eval_batch_chunks`` 32, 64 and 128;
+- **inference**: ``inference.embed_chunks`` batches at ``train.eval_batch_chunks`` 32, 64 and 128;
 - **training step**: forward + backward + Adam on 32 and 64 chunks, what one micro-batch of
   ``train.micro_batch_chunks`` costs.
 
@@ -38,10 +38,10 @@ def child(rounds: int, quick: bool) -> dict:
     """Measure in this process (its CPU kind was fixed by the environment at start-up)."""
     import numpy as np
     import torch
-    from deepemocluster.engine import autocast
 
     from deepemocluster.config import load_config
     from deepemocluster.hardware import detect, resolve_amp
+    from deepemocluster.inference import autocast
     from deepemocluster.model import build_model
 
     torch.set_num_threads(2)

@@ -6,7 +6,7 @@ in a checkpoint exactly as training writes one, then exported with ``deepemoclus
 Both backends are the ones ``python -m deepemocluster.predict`` uses (``--backend torch|onnx``),
 on 2 threads, over the same synthetic utterances of about 4 s, rounds interleaved, best of R:
 
-- **network**: ratings only. torch runs ``engine.predict_utterances`` (one forward pass);
+- **network**: ratings only. torch runs ``inference.predict_utterances`` (one forward pass);
   onnxruntime runs the graph, which also normalises the features and computes the clusters.
 - **predict**: ratings and clusters, as ``predict`` asks for them. torch makes a second forward
   pass for the embeddings and assigns with faiss; the graph does both in its one pass.
@@ -28,8 +28,11 @@ import numpy as np
 import torch
 from _common import RESULTS_DIR, load_average, machine_info, write_results
 
+from deepemocluster.checkpoint import Checkpoint, ClusterSpace
+from deepemocluster.clustering import Projection
 from deepemocluster.config import load_config, to_yaml
 from deepemocluster.data.features import PackedFeatures
+from deepemocluster.data.labels import LabelScaler
 from deepemocluster.export import export
 from deepemocluster.hardware import detect
 from deepemocluster.model import build_model
@@ -39,27 +42,23 @@ from deepemocluster.predict import TorchBackend
 THREADS = 2
 
 
-def checkpoint_state(cfg, n_mels: int, seed: int = 0) -> dict:
-    """A training checkpoint's fields (random weights, statistics and centroids)."""
+def random_checkpoint(cfg, n_mels: int, seed: int = 0) -> Checkpoint:
+    """A training checkpoint with random weights, statistics and centroids."""
     torch.manual_seed(seed)
     rng = np.random.default_rng(seed)
     model = build_model(cfg, n_mels).eval()
     k, d = cfg.cluster.k, cfg.model.head_dim
     n_attr = len(cfg.model.attributes)
-    return {
-        "config_yaml": to_yaml(cfg),
-        "model": model.state_dict(),
-        "feature_mean": torch.from_numpy(rng.normal(-5, 1, n_mels)),
-        "feature_std": torch.from_numpy(rng.uniform(1, 2, n_mels)),
-        "label_mean": torch.full((n_attr,), 4.0, dtype=torch.float64),
-        "label_std": torch.ones(n_attr, dtype=torch.float64),
-        "clustering": {
-            "projection_matrix": None,
-            "projection_bias": None,
-            "l2_normalize": True,
-            "centroids": torch.from_numpy(rng.standard_normal((k, d)).astype(np.float32)),
-        },
-    }
+    return Checkpoint(
+        config_yaml=to_yaml(cfg),
+        model=model.state_dict(),
+        scaler=LabelScaler(np.full(n_attr, 4.0), np.ones(n_attr)),
+        feature_mean=rng.normal(-5, 1, n_mels),
+        feature_std=rng.uniform(1, 2, n_mels),
+        clusters=ClusterSpace(
+            Projection(None, None, True), rng.standard_normal((k, d)).astype(np.float32)
+        ),
+    )
 
 
 def utterances(n: int, n_mels: int, seed: int = 0) -> PackedFeatures:
@@ -83,7 +82,7 @@ def main(argv: list[str] | None = None) -> int:
 
     cfg = load_config(overrides=["data.root=/unused"])
     n_mels = cfg.features.n_mels
-    torch_backend = TorchBackend.from_checkpoint(checkpoint_state(cfg, n_mels))
+    torch_backend = TorchBackend.from_checkpoint(random_checkpoint(cfg, n_mels))
     with tempfile.TemporaryDirectory() as tmp:
         onnx_file = export(torch_backend, Path(tmp) / "model.onnx")
         onnx_backend = OnnxBackend.load(onnx_file, threads=THREADS)

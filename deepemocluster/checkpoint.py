@@ -97,6 +97,8 @@ class Checkpoint:
             return cls._from_dict(state)
         except (KeyError, TypeError, AttributeError) as e:
             raise CheckpointError(f"{path}: not a deepemocluster checkpoint (no {e})") from e
+        except CheckpointError as e:
+            raise CheckpointError(f"{path}: {e}") from e
 
     def _to_dict(self) -> dict[str, Any]:
         state: dict[str, Any] = {

@@ -188,7 +188,7 @@ def tiny_run(tmp_path_factory) -> TinyRun:
     from tiny_config import TINY
 
     from deepemocluster.config import load_config
-    from deepemocluster.train import run
+    from deepemocluster.training.run import run
 
     base = tmp_path_factory.mktemp("tiny_run")
     uri = f"sqlite:///{base / 'runs' / 'mlflow.db'}"

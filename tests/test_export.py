@@ -4,7 +4,7 @@ carries the feature settings in its metadata, and a broken file is refused with 
 from __future__ import annotations
 
 import json
-from dataclasses import asdict
+from dataclasses import asdict, replace
 
 import numpy as np
 import onnx
@@ -13,7 +13,7 @@ import pytest
 import soundfile as sf
 
 from deepemocluster import export
-from deepemocluster.checkpoint import load_checkpoint, save_checkpoint
+from deepemocluster.checkpoint import Checkpoint
 from deepemocluster.data.features import FeatureSettings
 from deepemocluster.errors import CheckpointError
 from deepemocluster.predict import Predictor, load_state
@@ -131,10 +131,9 @@ def test_corrupt_or_foreign_onnx_files_are_refused_clearly(tiny_onnx, tmp_path):
 
 
 def test_a_model_without_clustering_exports_ratings_only(tiny_run, tmp_path):
-    state = load_checkpoint(tiny_run.checkpoint)
-    del state["clustering"]
+    state = replace(Checkpoint.load(tiny_run.checkpoint), clusters=None)
     unclustered = tmp_path / "unclustered.pt"
-    save_checkpoint(state, unclustered)
+    state.save(unclustered)
     out = tmp_path / "ratings_only.onnx"
     assert export.main([str(unclustered), "--out", str(out)]) == 0
     session = ort.InferenceSession(str(out), providers=["CPUExecutionProvider"])

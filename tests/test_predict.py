@@ -4,30 +4,37 @@ backend), and the ONNX backend through ``python -m deepemocluster.predict --back
 from __future__ import annotations
 
 import csv
+from dataclasses import replace
 from pathlib import Path
 
 import pytest
 import torch
 
 from deepemocluster import predict
-from deepemocluster.checkpoint import load_checkpoint, save_checkpoint
+from deepemocluster.checkpoint import Checkpoint
 from deepemocluster.errors import CheckpointError
 from deepemocluster.export import main as export_main
-from deepemocluster.predict import Predictor, rating_scale
+from deepemocluster.predict import Predictor
 
 AVD = ["arousal", "valence", "dominance"]
 
 
-def test_rating_scale_from_the_checkpoint_or_the_manifests_scale():
-    assert rating_scale({}) == (1.0, 7.0)  # checkpoints written before the range was recorded
-    assert rating_scale({"rating_range": torch.tensor([2.0, 5.0])}) == (2.0, 5.0)
-    assert rating_scale({"rating_range": [1, 5]}) == (1.0, 5.0)
-    with pytest.raises(CheckpointError, match="rating_range 4–4 is empty"):
-        rating_scale({"rating_range": [4.0, 4.0]})
-    with pytest.raises(
-        CheckpointError, match=r"rating_range \[1.0, 7.0, 9.0\] is not \(low, high\)"
-    ):
-        rating_scale({"rating_range": [1.0, 7.0, 9.0]})
+@pytest.mark.slow
+def test_rating_scale_from_the_checkpoint_or_the_manifests_scale(tiny_run, tmp_path):
+    assert Checkpoint.load(tiny_run.checkpoint).rating_range == (1.0, 7.0)
+    raw = torch.load(tiny_run.checkpoint, weights_only=True)
+    for saved, expected in ((None, (1.0, 7.0)), (torch.tensor([2.0, 5.0]), (2.0, 5.0))):
+        if saved is None:  # written before the range was recorded
+            raw.pop("rating_range")
+        else:
+            raw["rating_range"] = saved
+        torch.save(raw, tmp_path / "c.pt")
+        assert Checkpoint.load(tmp_path / "c.pt").rating_range == expected
+    for bad in ([4.0, 4.0], [1.0, 7.0, 9.0]):
+        raw["rating_range"] = torch.tensor(bad)
+        torch.save(raw, tmp_path / "c.pt")
+        with pytest.raises(CheckpointError, match=r"c\.pt: rating_range .* is not a \(low, high\)"):
+            Checkpoint.load(tmp_path / "c.pt")
 
 
 def _read(path: Path) -> list[dict]:
@@ -39,13 +46,13 @@ def _read(path: Path) -> list[dict]:
 def test_every_output_path_clips_to_the_recorded_scale(tiny_run, tmp_path):
     """A checkpoint whose labels were on a narrow scale: torch, ONNX and the CLI all keep every
     rating inside it, and values at the bounds are the clipped ones."""
-    state = load_checkpoint(tiny_run.checkpoint)
+    state = Checkpoint.load(tiny_run.checkpoint)
     free = list(Predictor.from_checkpoint(state).predict(tiny_run.wavs[:16]))
     values = sorted(r[a] for r in free for a in AVD)
     lo, hi = values[len(values) // 4], values[3 * len(values) // 4]  # a quarter out each side
-    state["rating_range"] = torch.tensor([lo, hi], dtype=torch.float64)
+    state = replace(state, rating_range=(lo, hi))
     narrow = tmp_path / "narrow.pt"
-    save_checkpoint(state, narrow)
+    state.save(narrow)
     onnx_file = tmp_path / "narrow.onnx"
     assert export_main([str(narrow), "--out", str(onnx_file)]) == 0
 
