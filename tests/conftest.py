@@ -1,6 +1,7 @@
 """Shared fixtures: real audio files of any kind, tiny MSP-Podcast-layout corpora, configs.
 
-Everything is written to ``tmp_path`` with the real soundfile/numpy; nothing is mocked.
+Everything is written to ``tmp_path`` with the real soundfile/numpy; nothing is mocked. The
+fixtures of training runs, servers and browsers live in tests/support/fixtures.py.
 """
 
 from __future__ import annotations
@@ -14,10 +15,12 @@ import numpy as np
 import pytest
 import soundfile as sf
 
+pytest_plugins = ["tests.support.fixtures"]
+
 SR = 16000
 MSP_HEADER = ("FileName", "EmoClass", "EmoAct", "EmoVal", "EmoDom", "SpkrID", "Gender", "Split_Set")
-# Helpers are handed out as fixtures (``tone``, ``msp_rows``, ``write_csv``) rather than imported,
-# so test modules never ``import conftest`` (ambiguous once sub-folders have their own conftest).
+# Helpers are handed out as fixtures (``tone``, ``msp_rows``, ``write_csv``) rather than imported:
+# test modules never ``import conftest``.
 
 
 def _tone(

@@ -1,6 +1,6 @@
 """Checkpoints never unpickle arbitrary objects: one that carries a pickled object is refused by
 ``python -m deepemocluster.evaluate FILE`` with one clear message (exit 1), and its payload never
-runs. (Label paths that leave the corpus folder: test_bad_labels_and_configs.py.)"""
+runs. (Label paths that leave the corpus folder: tests/data/test_manifest_bad_labels.py.)"""
 
 from __future__ import annotations
 
@@ -8,6 +8,8 @@ from pathlib import Path
 
 import pytest
 import torch
+
+pytestmark = pytest.mark.usefixtures("stray_signals_fail_the_test")
 
 
 class CustomState:

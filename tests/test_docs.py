@@ -8,9 +8,15 @@ from pathlib import Path
 
 import pytest
 
-from .cases import AUDIO_CASES, CONFIG_CASES, LABEL_CASES, LABEL_TOLERANCES, USED
+from tests.support.reliability_cases import (
+    AUDIO_CASES,
+    CONFIG_CASES,
+    LABEL_CASES,
+    LABEL_TOLERANCES,
+    USED,
+)
 
-ROOT = Path(__file__).resolve().parents[2]
+ROOT = Path(__file__).resolve().parents[1]
 DOC = (ROOT / "docs" / "reliability.md").read_text()
 
 

@@ -8,6 +8,8 @@ import pytest
 
 from deepemocluster import faults
 
+pytestmark = pytest.mark.usefixtures("stray_signals_fail_the_test")
+
 
 @pytest.fixture
 def usr1_hits():

@@ -18,9 +18,9 @@ pytestmark = pytest.mark.slow
 
 
 def test_run_against_mlflow_server_and_model_round_trip(tiny_cfg, mlflow_server):
-    cfg = tiny_cfg(f"tracking.uri={mlflow_server}", "tracking.experiment=server-test")
+    cfg = tiny_cfg(f"tracking.uri={mlflow_server.uri}", "tracking.experiment=server-test")
     test = run(cfg)
-    client = MlflowClient(mlflow_server)
+    client = MlflowClient(mlflow_server.uri)
     (r,) = client.search_runs([client.get_experiment_by_name("server-test").experiment_id])
     assert r.info.status == "FINISHED"
     assert r.data.params["model.channels"] == "[4, 8, 8, 16]"
@@ -38,7 +38,7 @@ def test_run_against_mlflow_server_and_model_round_trip(tiny_cfg, mlflow_server)
     assert np.isfinite(ratings).all() and 1.0 < ratings.mean() < 7.0
 
     # evaluate by run id: fetches the checkpoint from the server, same Test1 numbers
-    report = evaluate(r.info.run_id, "Test1", tracking_uri=mlflow_server)
+    report = evaluate(r.info.run_id, "Test1", tracking_uri=mlflow_server.uri)
     assert report["ccc_mean"] == pytest.approx(test["test/ccc_mean"], abs=1e-6)
     logged = client.get_run(r.info.run_id).data.metrics
     assert logged["eval/Test1/ccc_arousal"] == pytest.approx(report["ccc_arousal"])

@@ -15,10 +15,9 @@ from deepemocluster.checkpoint import Checkpoint
 from deepemocluster.config import load_config
 from deepemocluster.training.run import run
 from deepemocluster.training.run_folder import LAST
+from tests.support.cli import cli_command, cli_env, is_stopped, run_id_of, wait_until
 
-from .support import cli_command, cli_env, is_stopped, run_id_of, wait_until
-
-pytestmark = pytest.mark.slow
+pytestmark = [pytest.mark.slow, pytest.mark.usefixtures("stray_signals_fail_the_test")]
 
 EPOCH_METRICS = ("dev/ccc_mean", "train/loss_ce", "train/loss_ccc", "cluster/empty")
 

@@ -16,7 +16,7 @@ from deepemocluster.training.data import build_data
 from deepemocluster.training.trainer import Trainer
 from deepemocluster.transfer import FINETUNED, few_shot, run_transfer, target_scores
 
-pytestmark = pytest.mark.slow
+pytestmark = [pytest.mark.slow, pytest.mark.usefixtures("one_torch_thread")]
 
 
 def _runs(cfg) -> dict[str, object]:

@@ -12,7 +12,7 @@ from deepemocluster.errors import ConfigError
 from deepemocluster.model import build_model
 from deepemocluster.transfer import frozen_block_count, main, run_transfer, source_config
 
-REPO = Path(__file__).resolve().parents[2]
+REPO = Path(__file__).resolve().parents[1]
 TINY = ["data.root=/tmp/x", "model.channels=[4,8,8,16]", "model.strides=[1,2,2,2]"]
 
 

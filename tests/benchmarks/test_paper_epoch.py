@@ -6,7 +6,8 @@ from __future__ import annotations
 import math
 
 import pytest
-from bench_support import machine_ok, positive_finite, run_quick
+
+from tests.support.bench import machine_ok, positive_finite, run_quick
 
 PRECISIONS = ("fp32", "bf16")
 # variant: (amp, micro-batch chunks, embedding batch chunks)

@@ -23,11 +23,17 @@ from mlflow.tracking import MlflowClient
 from deepemocluster.config import load_config
 from deepemocluster.data.features import FeatureSettings, FeatureStore, entry_key
 from deepemocluster.training.run import run
+from tests.support.cli import run_id_of
+from tests.support.reliability_cases import (
+    AUDIO_CASES,
+    ROOT_REASON,
+    RUNNING_AS_ROOT,
+    USED,
+    AudioCase,
+    _sound,
+)
 
-from .cases import AUDIO_CASES, ROOT_REASON, RUNNING_AS_ROOT, USED, AudioCase, _sound
-from .support import run_id_of
-
-pytestmark = pytest.mark.slow
+pytestmark = [pytest.mark.slow, pytest.mark.usefixtures("stray_signals_fail_the_test")]
 
 UNLABELLED_DIR = "bad_unlabelled"
 

@@ -1,6 +1,6 @@
 """The reliability matrix as data: what each bad input is, how to make it, and what must happen.
 
-docs/reliability.md shows the same matrix as tables; test_docs.py checks that they agree.
+docs/reliability.md shows the same matrix as tables; tests/test_docs.py checks that they agree.
 """
 
 from __future__ import annotations

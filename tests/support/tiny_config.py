@@ -1,5 +1,5 @@
 """The tiny training configuration the end-to-end tests share: a small demo corpus, 32 mels and a
-4-block narrow encoder, so a 2-epoch run takes seconds. Folders add their own paths and extras."""
+4-block narrow encoder, so a 2-epoch run takes seconds. Fixtures add their own paths and extras."""
 
 TINY_DEMO = [
     "data.format=demo",

@@ -11,9 +11,6 @@ import torch
 import torch.distributed as dist
 import torch.multiprocessing as mp
 import torch.nn.functional as F
-from loopback import free_port
-from memory_probe import saved_activation_rows
-from tiny_config import TINY
 
 from deepemocluster import distributed
 from deepemocluster.config import load_config
@@ -21,6 +18,9 @@ from deepemocluster.errors import ConfigError
 from deepemocluster.losses import ccc_loss
 from deepemocluster.model import build_model
 from deepemocluster.training.microbatch import SplitStep
+from tests.support.loopback import free_port
+from tests.support.memory_probe import saved_activation_rows
+from tests.support.tiny_config import TINY
 
 CPU = torch.device("cpu")
 N_MELS = 32

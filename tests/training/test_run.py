@@ -2,9 +2,7 @@
 
 from __future__ import annotations
 
-import os
 import subprocess
-import sys
 import time
 from pathlib import Path
 
@@ -14,6 +12,7 @@ from mlflow.tracking import MlflowClient
 
 from deepemocluster.checkpoint import Checkpoint
 from deepemocluster.training.run import run
+from tests.support.cli import run_cli
 
 pytestmark = pytest.mark.slow
 
@@ -131,21 +130,6 @@ def test_resume_with_changed_config_is_refused(tiny_overrides):
     assert out.returncode == 1 and "train.resume=true" in out.stderr
 
 
-def _test_line(stderr: str) -> str:
-    (line,) = [ln for ln in stderr.splitlines() if " done: best epoch" in ln]
-    return line.split(" INFO ", 1)[1]
-
-
-def _repo() -> Path:
-    return Path(__file__).resolve().parents[2]
-
-
-def _cmd(args: list[str]) -> list[str]:
-    return [sys.executable, "-m", "deepemocluster.train", *args]
-
-
 def _cli(args: list[str]) -> subprocess.CompletedProcess:
-    env = {k: v for k, v in os.environ.items() if k != "MLFLOW_TRACKING_URI"}
-    return subprocess.run(
-        _cmd(args), capture_output=True, text=True, cwd=_repo(), env=env, timeout=600
-    )
+    """``python -m deepemocluster.train ARGS`` from the repository root, where configs/ is."""
+    return run_cli("train", args, Path(__file__).resolve().parents[2])

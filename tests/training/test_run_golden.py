@@ -2,7 +2,7 @@
 head) reproduce the per-epoch metrics and final Test1 CCC recorded in golden_metrics.json,
 exactly on the torch version and CPU kernel set they were recorded with (elsewhere within 0.05:
 other kernels round differently). A change that means to alter training rewrites the file:
-``python -m tests.train.test_golden`` (and says why in its commit)."""
+``python -m tests.training.test_run_golden`` (and says why in its commit)."""
 
 from __future__ import annotations
 
@@ -59,12 +59,11 @@ def test_a_tiny_run_reproduces_its_recorded_metrics(name, tiny_cfg):
     assert got["test"] == pytest.approx(want["test"], abs=tolerance)
 
 
-if __name__ == "__main__":  # record anew: python -m tests.train.test_golden
+if __name__ == "__main__":  # record anew: python -m tests.training.test_run_golden
     import tempfile
 
-    from tests.tiny_config import TINY
-
     from deepemocluster.config import load_config
+    from tests.support.tiny_config import TINY
 
     base = Path(tempfile.mkdtemp())
     runs = {}

@@ -64,7 +64,7 @@ def digests(log: str) -> dict[tuple[int, str], str]:
 
 @pytest.fixture(scope="module")
 def distributed_run(tmp_path_factory, corpus_dirs):
-    from tiny_config import TINY
+    from tests.support.tiny_config import TINY
 
     base = tmp_path_factory.mktemp("ddp")
     overrides = [
@@ -131,7 +131,7 @@ def test_two_stage_in_micro_batches_runs_both_step_kinds_under_torchrun(corpus_d
     """The unlabelled stage's one-pass cross-entropy and the labelled stage's two-pass step, each
     rank's 12 chunks in micro-batches of 5, with one all-reduce per step: no hang, no DDP error,
     the ranks agree on both stages' clusterings, and both stages' losses are logged."""
-    from tiny_config import TINY
+    from tests.support.tiny_config import TINY
 
     runs = tmp_path / "runs"
     launch = torchrun(

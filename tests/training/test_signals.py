@@ -24,10 +24,9 @@ from deepemocluster.data.features import FeatureSettings, FeatureStore
 from deepemocluster.training.run import run
 from deepemocluster.training.run_folder import BEST, LAST
 from deepemocluster.training.signals import Interrupted
+from tests.support.cli import cli_env, run_cli, run_id_of
 
-from .support import cli_env, run_cli, run_id_of
-
-pytestmark = pytest.mark.slow
+pytestmark = [pytest.mark.slow, pytest.mark.usefixtures("stray_signals_fail_the_test")]
 
 
 def test_interrupt_at_every_point_then_resume_matches_an_uninterrupted_run(

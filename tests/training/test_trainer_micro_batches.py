@@ -8,13 +8,13 @@ from __future__ import annotations
 import numpy as np
 import pytest
 import torch
-from memory_probe import saved_activation_rows
 
 from deepemocluster.data.corpus import load_corpus
 from deepemocluster.data.datasets import ChunkBatches
 from deepemocluster.training.data import build_data
 from deepemocluster.training.step import TrainingStep
 from deepemocluster.training.trainer import Trainer
+from tests.support.memory_probe import saved_activation_rows
 
 pytestmark = pytest.mark.slow
 

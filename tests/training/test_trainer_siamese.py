@@ -17,7 +17,7 @@ from deepemocluster.training.data import build_data
 from deepemocluster.training.run import run
 from deepemocluster.training.trainer import Trainer
 
-pytestmark = pytest.mark.slow
+pytestmark = [pytest.mark.slow, pytest.mark.usefixtures("one_torch_thread")]
 
 
 def test_siamese_aux_head_trains_end_to_end_with_metrics_logged(siamese_cfg):
