@@ -1,26 +1,26 @@
 """Shared fixtures: real audio files of any kind, tiny MSP-Podcast-layout corpora, configs.
 
-Everything is written to ``tmp_path`` with the real soundfile/numpy; nothing is mocked.
+Everything is written to ``tmp_path`` with the real soundfile/numpy; nothing is mocked. The
+fixtures of training runs, servers and browsers live in tests/support/fixtures.py.
 """
 
 from __future__ import annotations
 
 import csv
 import io
-import json
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 import pytest
 import soundfile as sf
-import torch
+
+pytest_plugins = ["tests.support.fixtures"]
 
 SR = 16000
 MSP_HEADER = ("FileName", "EmoClass", "EmoAct", "EmoVal", "EmoDom", "SpkrID", "Gender", "Split_Set")
-# Helpers are handed out as fixtures (``tone``, ``msp_rows``, ``write_csv``) rather than imported,
-# so test modules never ``import conftest`` (ambiguous once sub-folders have their own conftest).
+# Helpers are handed out as fixtures (``tone``, ``msp_rows``, ``write_csv``) rather than imported:
+# test modules never ``import conftest``.
 
 
 def _tone(
@@ -54,16 +54,6 @@ def _write_csv(
     path.parent.mkdir(parents=True, exist_ok=True)
     path.write_bytes(("\ufeff" if bom else "").encode() + buf.getvalue().encode())
     return path
-
-
-@pytest.fixture
-def one_torch_thread():
-    """Tiny models train faster on one thread (a second one costs more than it gives on 2 busy
-    cores); put the process's setting back afterwards."""
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
 
 
 @pytest.fixture
@@ -161,59 +151,3 @@ def make_msp_corpus(tmp_path: Path, write_audio: Callable[..., Path]) -> Callabl
         return base
 
     return make
-
-
-@dataclass(frozen=True)
-class TinyRun:
-    """A finished tiny training run: its MLflow run, store and working folder, and its corpus."""
-
-    run_id: str
-    uri: str
-    run_dir: Path
-    corpus_root: Path
-
-    @property
-    def checkpoint(self) -> Path:
-        return self.run_dir / "checkpoint_best.pt"
-
-    @property
-    def wavs(self) -> list[Path]:
-        return sorted((self.corpus_root / "Audios").glob("*.wav"))
-
-
-@pytest.fixture(scope="session")
-def tiny_run(tmp_path_factory) -> TinyRun:
-    """One tiny run (float32, seconds to train) shared by the prediction, serving and export
-    tests, which only read it."""
-    from tiny_config import TINY
-
-    from deepemocluster.config import load_config
-    from deepemocluster.training.run import run
-
-    base = tmp_path_factory.mktemp("tiny_run")
-    uri = f"sqlite:///{base / 'runs' / 'mlflow.db'}"
-    cfg = load_config(
-        overrides=[
-            *TINY,
-            "tracking.run_name=tiny",
-            "train.amp=false",
-            f"data.root={base / 'demo'}",
-            f"features.store={base / 'features'}",
-            f"tracking.runs_dir={base / 'runs'}",
-            f"tracking.uri={uri}",
-        ]
-    )
-    run(cfg)
-    run_dir = base / "runs" / "tiny"
-    run_id = json.loads((run_dir / "run.json").read_text())["run_id"]
-    return TinyRun(run_id, uri, run_dir, base / "demo")
-
-
-@pytest.fixture(scope="session")
-def tiny_onnx(tiny_run, tmp_path_factory) -> Path:
-    """The tiny run's best checkpoint exported to ONNX."""
-    from deepemocluster.export import main as export_main
-
-    out = tmp_path_factory.mktemp("onnx") / "model.onnx"
-    assert export_main([str(tiny_run.checkpoint), "--out", str(out)]) == 0
-    return out

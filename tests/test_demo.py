@@ -11,7 +11,6 @@ from pathlib import Path
 import numpy as np
 import pytest
 import soundfile as sf
-from bench_support import load_benchmark
 from omegaconf import OmegaConf
 
 from deepemocluster.config import DemoConfig, load_config
@@ -20,6 +19,7 @@ from deepemocluster.data.corpus import load_corpus
 from deepemocluster.data.demo import generate_demo_corpus, plan_corpus, speakers_per_part
 from deepemocluster.data.manifest import read_msp_podcast
 from deepemocluster.errors import ConfigError
+from tests.support.bench import load_benchmark
 
 SMALL = DemoConfig(seed=0, n_train=40, n_dev=12, n_test=16, n_unlabelled=20, n_speakers=10)
 TINY = DemoConfig(seed=0, n_train=4, n_dev=2, n_test=2, n_unlabelled=2, n_speakers=4)

@@ -15,11 +15,11 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from memory_probe import mapped_rss_kib
 
 import deepemocluster
 from deepemocluster.config import load_config
 from deepemocluster.data.features import FeatureSettings, FeatureStore, entry_key
+from tests.support.memory_probe import mapped_rss_kib
 
 SETTINGS = FeatureSettings(
     kind="log_mel",

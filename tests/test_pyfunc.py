@@ -19,14 +19,16 @@ import warnings
 from pathlib import Path
 
 import mlflow
+import mlflow.pyfunc
 import pandas as pd
 import pytest
 import torch
 import yaml
-from loopback import free_port
 
-from deepemocluster import pyfunc
+from deepemocluster import predict, pyfunc
+from deepemocluster.predict import Predictor, load_state
 from deepemocluster.tracking import Tracker
+from tests.support.loopback import free_port
 
 pytestmark = pytest.mark.slow
 AVD = ["arousal", "valence", "dominance"]
@@ -34,43 +36,43 @@ MLFLOW = shutil.which("mlflow", path=str(Path(sys.executable).parent)) or "mlflo
 
 
 @pytest.fixture(scope="module")
-def model_dir(tiny_run, tmp_path_factory) -> Path:
+def model_dir(trained_run, tmp_path_factory) -> Path:
     """The run's logged model, downloaded as MLflow stores it."""
     return Path(
         mlflow.artifacts.download_artifacts(
-            artifact_uri=f"runs:/{tiny_run.run_id}/model",
+            artifact_uri=f"runs:/{trained_run.run_id}/model",
             dst_path=str(tmp_path_factory.mktemp("model")),
-            tracking_uri=tiny_run.uri,
+            tracking_uri=trained_run.uri,
         )
     )
 
 
 @pytest.fixture(scope="module")
-def inputs(tiny_run, tmp_path_factory) -> list[str]:
+def inputs(trained_run, tmp_path_factory) -> list[str]:
     """Three real WAV files, a missing one and a corrupt one."""
     folder = tmp_path_factory.mktemp("inputs")
     corrupt = folder / "corrupt.wav"
     corrupt.write_bytes(b"RIFF\x24\x00\x00\x00WAVEfmt but nothing that decodes")
-    return [*map(str, tiny_run.wavs[:3]), str(folder / "missing.wav"), str(corrupt)]
+    return [*map(str, trained_run.wavs[:3]), str(folder / "missing.wav"), str(corrupt)]
 
 
 @pytest.fixture(scope="module")
-def cli_rows(tiny_run, inputs, tmp_path_factory) -> list[dict]:
+def cli_rows(trained_run, inputs, tmp_path_factory) -> list[dict]:
     """``python -m deepemocluster.predict`` on the inputs, as its CSV rows."""
     out = tmp_path_factory.mktemp("cli") / "preds.csv"
-    cmd = [sys.executable, "-m", "deepemocluster.predict", "--model", tiny_run.run_id]
-    cmd += [*inputs, "--out", str(out), "--tracking-uri", tiny_run.uri]
-    subprocess.run(cmd, check=True, timeout=120, capture_output=True, env=_env(tiny_run))
+    cmd = [sys.executable, "-m", "deepemocluster.predict", "--model", trained_run.run_id]
+    cmd += [*inputs, "--out", str(out), "--tracking-uri", trained_run.uri]
+    subprocess.run(cmd, check=True, timeout=120, capture_output=True, env=_env(trained_run))
     with out.open() as f:
         return list(csv.DictReader(f))
 
 
-def _env(tiny_run) -> dict[str, str]:
+def _env(trained_run) -> dict[str, str]:
     """The tests' environment (this checkout first on the path) pointed at the run's store."""
     path = os.pathsep.join(p for p in (os.getcwd(), os.environ.get("PYTHONPATH", "")) if p)
     return {
         **os.environ,
-        "MLFLOW_TRACKING_URI": tiny_run.uri,
+        "MLFLOW_TRACKING_URI": trained_run.uri,
         "MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR": "false",
         "PYTHONPATH": path,
     }
@@ -107,36 +109,36 @@ def test_model_is_logged_from_code_with_pinned_requirements(model_dir):
     assert outputs == ["path", "duration_s", *AVD, "cluster", "cluster_distance", "error"]
 
 
-def test_logging_the_model_warns_about_nothing(tiny_run, tmp_path, caplog):
-    tracker = Tracker(tiny_run.uri, "pyfunc-warnings", tmp_path / "artifacts", 10.0)
+def test_logging_the_model_warns_about_nothing(trained_run, tmp_path, caplog):
+    tracker = Tracker(trained_run.uri, "pyfunc-warnings", tmp_path / "artifacts", 10.0)
     tracker.start("log-model")
     with warnings.catch_warnings(record=True) as caught, caplog.at_level(logging.WARNING):
         warnings.simplefilter("always")
-        pyfunc.log_model(tiny_run.checkpoint, AVD)
+        pyfunc.log_model(trained_run.checkpoint, AVD)
     tracker.end()
     messages = [str(w.message) for w in caught] + [r.getMessage() for r in caplog.records]
     assert not [m for m in messages if "pickle" in m.lower() or "deserializ" in m.lower()]
 
 
-def test_mlflow_models_predict_gives_the_cli_rows(tiny_run, inputs, cli_rows, tmp_path):
+def test_mlflow_models_predict_gives_the_cli_rows(trained_run, inputs, cli_rows, tmp_path):
     frame = tmp_path / "paths.csv"
     pd.DataFrame({"path": inputs}).to_csv(frame, index=False)
     out = tmp_path / "out.json"
-    cmd = [MLFLOW, "models", "predict", "-m", f"runs:/{tiny_run.run_id}/model"]
+    cmd = [MLFLOW, "models", "predict", "-m", f"runs:/{trained_run.run_id}/model"]
     cmd += ["--env-manager", "local", "-i", str(frame), "-t", "csv", "-o", str(out)]
-    done = subprocess.run(cmd, timeout=180, capture_output=True, text=True, env=_env(tiny_run))
+    done = subprocess.run(cmd, timeout=180, capture_output=True, text=True, env=_env(trained_run))
     assert done.returncode == 0, done.stderr[-3000:]
     _assert_same_rows(json.loads(out.read_text())["predictions"], cli_rows)
     assert [r["error"] for r in cli_rows[3:]] == ["not_a_file", "unreadable"]
 
 
-def test_mlflow_models_serve_answers_a_real_post(tiny_run, inputs, cli_rows, tmp_path):
+def test_mlflow_models_serve_answers_a_real_post(trained_run, inputs, cli_rows, tmp_path):
     port = free_port()
-    cmd = [MLFLOW, "models", "serve", "-m", f"runs:/{tiny_run.run_id}/model"]
+    cmd = [MLFLOW, "models", "serve", "-m", f"runs:/{trained_run.run_id}/model"]
     cmd += ["--env-manager", "local", "-h", "127.0.0.1", "-p", str(port), "-w", "1"]
     log = (tmp_path / "serve.log").open("w")
     server = subprocess.Popen(
-        cmd, stdout=log, stderr=subprocess.STDOUT, env=_env(tiny_run), start_new_session=True
+        cmd, stdout=log, stderr=subprocess.STDOUT, env=_env(trained_run), start_new_session=True
     )
     url = f"http://127.0.0.1:{port}"
     try:
@@ -176,3 +178,20 @@ def _wait_until_up(url: str, server: subprocess.Popen, log: Path, timeout_s: flo
     pytest.fail(
         f"mlflow models serve did not answer within {timeout_s} s: {log.read_text()[-3000:]}"
     )
+
+
+def test_pyfunc_model_round_trip(trained_run, tmp_path, monkeypatch):
+    monkeypatch.setenv("MLFLOW_TRACKING_URI", trained_run.uri)  # restored after the test
+    mlflow.set_tracking_uri(trained_run.uri)
+    model = mlflow.pyfunc.load_model(f"runs:/{trained_run.run_id}/model")
+    wavs = sorted((trained_run.corpus_root / "Audios").glob("*.wav"))[:3]
+    frame = pd.DataFrame({"path": [str(p) for p in wavs] + [str(tmp_path / "gone.wav")]})
+    out = model.predict(frame)
+    assert list(out.columns) == predict.output_columns(["arousal", "valence", "dominance"])
+    assert out["path"].tolist() == frame["path"].tolist()
+    assert out["error"].tolist() == ["", "", "", "not_a_file"]
+    assert out["cluster"].isna().tolist() == [False, False, False, True]
+    state = load_state(str(trained_run.run_dir / "checkpoint_best.pt"))
+    direct = list(Predictor.from_checkpoint(state).predict(wavs))
+    assert out["arousal"][:3].tolist() == pytest.approx([r["arousal"] for r in direct])
+    assert out["cluster"][:3].tolist() == [r["cluster"] for r in direct]

@@ -8,7 +8,6 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
-from tiny_config import TINY_MODEL
 
 from deepemocluster.config import load_config
 from deepemocluster.data.corpus import load_corpus
@@ -19,6 +18,7 @@ from deepemocluster.losses import ccc_loss
 from deepemocluster.metrics import ccc
 from deepemocluster.model import DeepEmoCluster, build_model
 from deepemocluster.model.pooling import AttentionPooling, chunk_mask, mean_over_chunks, pad
+from tests.support.tiny_config import TINY_MODEL
 
 from .utterance_property_corpus import CHUNKING, write_corpus
 
