@@ -55,7 +55,7 @@ def open_study(
         sampler = optuna.samplers.TPESampler(seed=spec.seed + worker, constant_liar=True)
         pruner = optuna.pruners.MedianPruner(
             n_startup_trials=spec.pruner.startup_trials,
-            n_warmup_steps=spec.pruner.warmup_epochs,
+            n_warmup_steps=spec.pruner.warmup_epochs + 1,  # steps are epochs, counted from 1
         )
     space = {"sampler": spec.sampler, "params": spec.params}
     kwargs = {"study_name": spec.name, "storage": storage, "sampler": sampler, "pruner": pruner}
