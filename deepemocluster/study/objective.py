@@ -30,6 +30,7 @@ RUN_ID_ATTR = "mlflow_run_id"
 ERROR_ATTR = "error"
 DUPLICATE_ATTR = "duplicate_of"
 WORKER_ATTR = "worker"  # host:pid of the process that ran the trial
+STOPPED_ATTR = "stopped_by_signal"
 STUDY_TAG, TRIAL_TAG = "study", "study.trial"
 
 
@@ -85,6 +86,7 @@ class Objective:
         except StopRun as e:
             raise optuna.TrialPruned(str(e)) from e
         except Interrupted:  # the worker is stopping: not a failure of the trial
+            trial.set_user_attr(STOPPED_ATTR, True)  # and its MLflow run is closed as KILLED
             raise
         except DeepEmoClusterError as e:
             trial.set_user_attr(ERROR_ATTR, str(e)[:500])
@@ -132,13 +134,15 @@ def _skip_duplicate(trial: optuna.Trial, trials: list[FrozenTrial]) -> None:
 
 
 def _close_replaced_run(trial: FrozenTrial, trials: list[FrozenTrial], uri: str) -> None:
-    """A retried trial's predecessor died with its MLflow run still RUNNING: mark that run
-    FAILED and point it to the retry."""
+    """Point the MLflow run of the trial this one retries to the retry; a run whose worker died
+    is still RUNNING: mark it FAILED (one stopped by a signal was closed as KILLED)."""
     history = trial.system_attrs.get("retry_history", [])
     if not history:
         return
     previous = trials[history[-1]]
     run_id = previous.user_attrs.get(RUN_ID_ATTR)
     if run_id:
-        update_run(uri, run_id, tags={"study.retried_as": str(trial.number)}, status="FAILED")
+        died = not previous.user_attrs.get(STOPPED_ATTR)
+        tags = {"study.retried_as": str(trial.number)}
+        update_run(uri, run_id, tags, status="FAILED" if died else None)
         log.info("trial %d retries trial %d (MLflow run %s)", trial.number, previous.number, run_id)
