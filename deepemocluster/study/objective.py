@@ -88,16 +88,12 @@ class Objective:
         except Interrupted:  # the worker is stopping: not a failure of the trial
             trial.set_user_attr(STOPPED_ATTR, True)  # and its MLflow run is closed as KILLED
             raise
-        except DeepEmoClusterError as e:
-            trial.set_user_attr(ERROR_ATTR, str(e)[:500])
-            raise TrialFailed(f"trial {trial.number}: {e}") from e
-        except Exception as e:  # a bug or a resource limit: fail this trial, not the study
-            trial.set_user_attr(ERROR_ATTR, f"{type(e).__name__}: {e}"[:500])
-            raise TrialFailed(f"trial {trial.number}: {type(e).__name__}: {e}") from e
+        except Exception as e:  # a NaN loss, a K the data cannot take, memory: this trial only
+            message = str(e) if isinstance(e, DeepEmoClusterError) else f"{type(e).__name__}: {e}"
+            trial.set_user_attr(ERROR_ATTR, message[:500])
+            raise TrialFailed(f"trial {trial.number}: {message}") from e
         for key, value in test.items():
             trial.set_user_attr(key, float(value))
-        if not math.isfinite(hooks.best):
-            raise TrialFailed(f"trial {trial.number}: no epoch reported a Development CCC")
         return hooks.best
 
 

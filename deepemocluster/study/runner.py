@@ -19,7 +19,7 @@ from deepemocluster.errors import ConfigError, DeepEmoClusterError
 from deepemocluster.study.objective import STUDY_TAG, Job
 from deepemocluster.study.report import summary_lines, write_report
 from deepemocluster.study.spec import StudySpec, check_params, parse_params
-from deepemocluster.study.store import open_study, storage_url
+from deepemocluster.study.store import open_study, safe_url, storage_url
 from deepemocluster.study.workers import run_workers
 from deepemocluster.tracking import Tracker, resolve_uri
 
@@ -59,18 +59,13 @@ def run_study(
     check_params(params, config_path, overrides)
     cfg = load_config(config_path, overrides)
     runs_dir = resolve_path(cfg.tracking.runs_dir)
+    report_dir = runs_dir / spec.name / "report"
     url = storage_url(spec, runs_dir)
     study, created = open_study(spec, params, url, create=True)
     _check_config(study, cfg)
     tracker = _parent_run(study, spec, cfg, created)
     job = Job(config_path, tuple(overrides), spec, params, url, tracker.run_id)
-    log.info(
-        "study %s (%s, storage %s), MLflow parent run %s",
-        spec.name,
-        spec.sampler,
-        url,
-        tracker.run_id,
-    )
+    log.info("study %s: storage %s, MLflow run %s", spec.name, safe_url(url), tracker.run_id)
     status = "FAILED"
     try:
         if workers > 1:  # the corpus and its features once, not by every worker at once
@@ -78,15 +73,9 @@ def run_study(
 
             load_corpus(cfg)
         run_workers(job, workers)
-        summary = write_report(
-            study,
-            spec,
-            params,
-            list(cfg.model.attributes),
-            cfg.cluster.enabled,
-            runs_dir / spec.name / "report",
-        )
-        _log_report(tracker, runs_dir / spec.name / "report", summary)
+        attributes = list(cfg.model.attributes)
+        summary = write_report(study, spec, params, attributes, cfg.cluster.enabled, report_dir)
+        _log_report(tracker, report_dir, summary)
         status = "FINISHED"
     except Interrupted:
         status = "KILLED"
@@ -96,10 +85,7 @@ def run_study(
     for line in summary_lines(summary):
         log.info("%s", line)
     if summary["fail"]:
-        raise StudyIncomplete(
-            f"study {spec.name}: {summary['fail']} trial(s) failed; report in "
-            f"{runs_dir / spec.name / 'report'}"
-        )
+        raise StudyIncomplete(f"study {spec.name}: {summary['fail']} trial(s) failed; {report_dir}")
     return summary
 
 

@@ -70,11 +70,11 @@ def open_study(
     except optuna.exceptions.DuplicatedStudyError:
         study = optuna.load_study(**kwargs)
     except KeyError as e:  # load_study of a study that is not in the storage
-        raise ConfigError(f"study {spec.name!r} not found in {_safe(url)}") from e
+        raise ConfigError(f"study {spec.name!r} not found in {safe_url(url)}") from e
     saved = study.user_attrs.get(SPACE_ATTR)
     if saved is not None and saved != space:
         raise ConfigError(
-            f"study {spec.name!r} in {_safe(url)} was created with another sampler or params "
+            f"study {spec.name!r} in {safe_url(url)} was created with another sampler or params "
             f"({saved}); give this one another study.name"
         )
     return study, created
@@ -136,7 +136,7 @@ def _experimental() -> Iterator[None]:
         yield
 
 
-def _safe(url: str) -> str:
+def safe_url(url: str) -> str:
     """The storage URL without a password."""
     scheme, sep, rest = url.partition("://")
     if "@" in rest:

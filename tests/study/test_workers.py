@@ -18,7 +18,7 @@ NO_CLUSTERING = "cluster.enabled=false"  # the fastest trials: these tests are a
 
 def test_two_worker_processes_share_a_grid_and_run_every_cell_once(study_env, tmp_path):
     path = study_env.write(
-        "shared", params={"data.label_fraction": [0.5, 1.0], "train.seed": [0, 1]}
+        "shared", heartbeat_s=1, params={"data.label_fraction": [0.5, 1.0], "train.seed": [0, 1]}
     )
     proc = study_env.spawn(path, NO_CLUSTERING, "--workers", "2", log=tmp_path / "log")
     assert proc.wait(timeout=300) == 0, (tmp_path / "log").read_text()[-3000:]
@@ -68,5 +68,26 @@ def test_killed_worker_is_retried_once_and_counted_once(study_env, tmp_path):
     dead = client.get_run(dead_run)
     assert dead.info.status == "FAILED"
     assert dead.data.tags["study.retried_as"] == str(retries[0].number)
-    children = study_env.children(trials[0].user_attrs and dead.data.tags["mlflow.parentRunId"])
+    children = study_env.children(dead.data.tags["mlflow.parentRunId"])
     assert sorted(c.info.status for c in children) == ["FAILED"] + ["FINISHED"] * 3
+
+
+def test_sigterm_stops_the_study_and_queues_the_trial_again(study_env, tmp_path):
+    path = study_env.write("stopped", params={"train.seed": [0]})
+    proc = study_env.spawn(path, NO_CLUSTERING, log=tmp_path / "log")
+    started = study_env.runs / "stopped" / "t0000" / "run.json"
+    deadline = time.monotonic() + 240
+    while not started.exists() and proc.poll() is None and time.monotonic() < deadline:
+        time.sleep(0.05)
+    assert started.exists(), (tmp_path / "log").read_text()[-3000:]
+    proc.send_signal(signal.SIGTERM)
+    assert proc.wait(timeout=60) == 128 + signal.SIGTERM
+
+    trials = study_env.study("stopped").get_trials()
+    assert [t.state for t in trials] == [TrialState.FAIL, TrialState.WAITING]
+    assert trials[1].system_attrs["retry_history"] == [0] and trials[1].params == trials[0].params
+    client = MlflowClient(study_env.uri)
+    run = client.get_run(json.loads(started.read_text())["run_id"])
+    assert run.info.status == "KILLED"
+    parent = client.get_run(run.data.tags["mlflow.parentRunId"])
+    assert parent.info.status == "KILLED" and parent.data.tags["study"] == "stopped"
