@@ -1,5 +1,5 @@
 """Does clustering help when labels are scarce? One label fraction of the label-efficiency study
-(docs/studies.md): `cluster.enabled=true` vs `false` on the demo corpus, several seeds each.
+(docs/studies.md): `model.aux_head=cluster` vs `none` on the demo corpus, several seeds each.
 
     python benchmarks/low_label.py [--quick] [--fraction 0.1] [--seeds 0 1 2] [--out FILE] [key=value ...]
 
@@ -43,7 +43,7 @@ def main() -> None:
         name="low_label",
         params={
             "data.label_fraction": [args.fraction],
-            "cluster.enabled": [True, False],
+            "model.aux_head": ["cluster", "none"],
             "train.seed": seeds,
         },
     )

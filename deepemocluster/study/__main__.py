@@ -9,10 +9,10 @@ workers on other machines. Exit code 0 only when every trial finished.
 from __future__ import annotations
 
 import argparse
-import logging
 import sys
 from pathlib import Path
 
+from deepemocluster.cli import exit_code, setup_logging
 from deepemocluster.study.runner import run_study
 from deepemocluster.study.spec import load_spec
 
@@ -28,16 +28,12 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--workers", type=int, default=1, help="local worker processes (default 1)")
     parser.add_argument("overrides", nargs="*", help="key=value (training) or study.key=value")
     args = parser.parse_args(argv)
-    logging.basicConfig(
-        level=logging.INFO, format="%(asctime)s %(levelname)s %(message)s", stream=sys.stderr
-    )
+    setup_logging()
     study_overrides = [o.removeprefix("study.") for o in args.overrides if o.startswith("study.")]
     training = [o for o in args.overrides if not o.startswith("study.")]
     config_path = args.config or (
         "configs/default.yaml" if Path("configs/default.yaml").is_file() else None
     )
-    from deepemocluster.train import exit_code
-
     return exit_code(
         lambda: run_study(
             load_spec(args.study, study_overrides), config_path, training, args.workers

@@ -23,6 +23,7 @@ from deepemocluster.study.spec import Param, StudySpec, override
 from deepemocluster.study.store import cell, counted_trials
 from deepemocluster.tracking import resolve_uri, update_run
 from deepemocluster.training.hooks import Hooks, StopRun
+from deepemocluster.training.signals import Interrupted
 
 log = logging.getLogger("deepemocluster")
 # Optuna user attributes linking a trial to its MLflow run, and the run back to the trial.
@@ -52,7 +53,7 @@ class Job:
 
 def trial_run_name(study: str, number: int) -> str:
     """MLflow run name and run folder (``runs/<study>/t0003``) of trial ``number``."""
-    return f"{study}/t{number:04d}"
+    return f"{study}/{_trial_folder(number)}"
 
 
 class Objective:
@@ -64,7 +65,6 @@ class Objective:
 
     def __call__(self, trial: optuna.Trial) -> float:
         # torch: imported only where trials run, after a spawned worker has set its threads
-        from deepemocluster.train import Interrupted
         from deepemocluster.training.run import run
 
         self.current = trial
@@ -78,8 +78,9 @@ class Objective:
         cfg = load_config(
             job.config_path, [*job.overrides, *values, f"tracking.run_name={run_name}"]
         )
-        uri = resolve_uri(cfg.tracking.uri, resolve_path(cfg.tracking.runs_dir))
-        _close_replaced_run(trials[trial.number], trials, uri)
+        runs_dir = resolve_path(cfg.tracking.runs_dir)
+        uri = resolve_uri(cfg.tracking.uri, runs_dir)
+        _close_replaced_run(trials[trial.number], trials, uri, runs_dir / job.spec.name)
         hooks = TrialHooks(trial, job.spec.name, uri)
         try:
             test = run(cfg, job.spec.name, parent_run_id=job.parent_run_id, hooks=[hooks])
@@ -89,6 +90,9 @@ class Objective:
             trial.set_user_attr(STOPPED_ATTR, True)  # and its MLflow run is closed as KILLED
             raise
         except Exception as e:  # a NaN loss, a K the data cannot take, memory: this trial only
+            if (stop := _interruption(e)) is not None:  # a signal inside a library call
+                trial.set_user_attr(STOPPED_ATTR, True)
+                raise stop from e
             message = str(e) if isinstance(e, DeepEmoClusterError) else f"{type(e).__name__}: {e}"
             trial.set_user_attr(ERROR_ATTR, message[:500])
             raise TrialFailed(f"trial {trial.number}: {message}") from e
@@ -129,16 +133,36 @@ def _skip_duplicate(trial: optuna.Trial, trials: list[FrozenTrial]) -> None:
         raise optuna.TrialPruned(f"grid cell {mine} is trial {holder.number}'s")
 
 
-def _close_replaced_run(trial: FrozenTrial, trials: list[FrozenTrial], uri: str) -> None:
+def _close_replaced_run(
+    trial: FrozenTrial, trials: list[FrozenTrial], uri: str, study_dir: Path
+) -> None:
     """Point the MLflow run of the trial this one retries to the retry; a run whose worker died
-    is still RUNNING: mark it FAILED (one stopped by a signal was closed as KILLED)."""
+    is still RUNNING: mark it FAILED (one stopped by a signal was closed as KILLED). The run id
+    is on the trial, or (a worker killed before it got there) in the trial's run folder."""
+    from deepemocluster.training.run_folder import RunFolder
+
     history = trial.system_attrs.get("retry_history", [])
     if not history:
         return
     previous = trials[history[-1]]
     run_id = previous.user_attrs.get(RUN_ID_ATTR)
+    run_id = run_id or RunFolder(study_dir / _trial_folder(previous.number)).saved_run_id()
     if run_id:
         died = not previous.user_attrs.get(STOPPED_ATTR)
         tags = {"study.retried_as": str(trial.number)}
         update_run(uri, run_id, tags, status="FAILED" if died else None)
         log.info("trial %d retries trial %d (MLflow run %s)", trial.number, previous.number, run_id)
+
+
+def _trial_folder(number: int) -> str:
+    return f"t{number:04d}"
+
+
+def _interruption(error: BaseException | None) -> Interrupted | None:
+    """The Interrupted somewhere in ``error``'s chain (a signal that arrived while MLflow or
+    another library was working is re-raised by it as its own error)."""
+    while error is not None:
+        if isinstance(error, Interrupted):
+            return error
+        error = error.__cause__ or error.__context__
+    return None

@@ -32,7 +32,7 @@ def write_report(
     spec: StudySpec,
     params: tuple[Param, ...],
     attributes: list[str],
-    clustering_default: bool,
+    head_default: str,
     folder: Path,
 ) -> dict:
     """Write every file of the report into ``folder``; returns the summary."""
@@ -54,7 +54,7 @@ def write_report(
         ),
     ]
     if spec.sampler == "grid" and any(p.key == FRACTION for p in params):
-        le = label_efficiency(table, params, metrics, clustering_default)
+        le = label_efficiency(table, params, metrics, head_default)
         le.to_csv(folder / "label_efficiency.csv", index=False)
         readable = readable_table(le, metrics)
         (folder / "label_efficiency.md").write_text(markdown(readable))
@@ -63,9 +63,9 @@ def write_report(
             html_report.Section(
                 "Label efficiency",
                 "Test CCC against the labelled share of Train (log axis), mean and 95 % t "
-                "interval over the replicates (seeds); the lower row is the paired difference "
-                "clustering − none over the same seeds: an interval above zero means "
-                "clustering helps at that fraction.",
+                "interval over the replicates (seeds), per model.aux_head; the lower row is "
+                "each head's gain over none, paired by seed: an interval above zero means the "
+                "head (clustering) helps at that fraction.",
                 table=_html_table(readable),
                 image=figure,
             )

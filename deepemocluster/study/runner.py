@@ -21,7 +21,8 @@ from deepemocluster.study.report import summary_lines, write_report
 from deepemocluster.study.spec import StudySpec, check_params, parse_params
 from deepemocluster.study.store import open_study, safe_url, storage_url
 from deepemocluster.study.workers import run_workers
-from deepemocluster.tracking import Tracker, resolve_uri
+from deepemocluster.tracking import Tracker
+from deepemocluster.training.signals import Interrupted
 
 log = logging.getLogger("deepemocluster")
 PARENT_ATTR, CONFIG_ATTR = "mlflow_parent_run_id", "config"
@@ -51,8 +52,6 @@ def run_study(
     spec: StudySpec, config_path: str | None, overrides: list[str], workers: int = 1
 ) -> dict:
     """Run (or resume) the study to completion and write its report; returns the summary."""
-    from deepemocluster.train import Interrupted
-
     if workers < 1:
         raise ConfigError(f"--workers {workers}: need at least 1")
     params = parse_params(spec)
@@ -74,7 +73,7 @@ def run_study(
             load_corpus(cfg)
         run_workers(job, workers)
         attributes = list(cfg.model.attributes)
-        summary = write_report(study, spec, params, attributes, cfg.cluster.enabled, report_dir)
+        summary = write_report(study, spec, params, attributes, cfg.model.aux_head, report_dir)
         _log_report(tracker, report_dir, summary)
         status = "FINISHED"
     except Interrupted:
@@ -91,13 +90,7 @@ def run_study(
 
 def _parent_run(study: optuna.Study, spec: StudySpec, cfg: DictConfig, created: bool) -> Tracker:
     """Open the study's parent run: the one its creator recorded, or a new one."""
-    runs_dir = resolve_path(cfg.tracking.runs_dir)
-    tracker = Tracker(
-        resolve_uri(cfg.tracking.uri, runs_dir),
-        cfg.tracking.experiment,
-        runs_dir / "artifacts",
-        cfg.tracking.connect_timeout_s,
-    )
+    tracker = Tracker.open(cfg.tracking)
     run_id = study.user_attrs.get(PARENT_ATTR)
     deadline = time.monotonic() + 30
     while run_id is None and not created and time.monotonic() < deadline:

@@ -16,9 +16,9 @@ import time
 from contextlib import contextmanager
 from dataclasses import replace
 
-import optuna
 from optuna.trial import TrialState
 
+from deepemocluster.cli import exit_code
 from deepemocluster.errors import DeepEmoClusterError
 from deepemocluster.study.objective import Job, Objective, TrialFailed
 from deepemocluster.study.store import (
@@ -29,6 +29,7 @@ from deepemocluster.study.store import (
     queue_retry,
     running,
 )
+from deepemocluster.training.signals import Interrupted
 
 log = logging.getLogger("deepemocluster")
 _POLL_S = 5  # how often a worker with nothing to start looks at the storage again
@@ -41,8 +42,6 @@ class WorkerFailed(DeepEmoClusterError):
 def work(job: Job, worker: int = 0) -> None:
     """Run trials until the study is complete. A signal stops the worker (Interrupted) after
     queueing its trial to run again."""
-    from deepemocluster.train import Interrupted
-
     study, _ = open_study(job.spec, job.params, job.storage, worker)
     objective = Objective(job)
     grid = job.spec.sampler == "grid"
@@ -91,8 +90,6 @@ def run_workers(job: Job, n: int) -> None:
         for p in procs:
             p.join()
     if received:
-        from deepemocluster.train import Interrupted
-
         raise Interrupted(received[0])
     failed = [f"{p.name} (exit {p.exitcode})" for p in procs if p.exitcode != 0]
     if failed:
@@ -107,9 +104,6 @@ def _worker_main(job: Job, worker: int, threads: int) -> None:
         format=f"%(asctime)s %(levelname)s [worker {worker}] %(message)s",
         stream=sys.stderr,
     )
-    optuna.logging.set_verbosity(optuna.logging.WARNING)
-    from deepemocluster.train import exit_code
-
     sys.exit(exit_code(lambda: work(job, worker)))
 
 

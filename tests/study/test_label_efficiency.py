@@ -9,7 +9,6 @@ import pandas as pd
 import pytest
 
 from deepemocluster.study.label_efficiency import (
-    DIFFERENCE,
     label_efficiency,
     label_efficiency_plot,
     mean_interval,
@@ -20,10 +19,11 @@ from deepemocluster.study.spec import Param
 T_975_2DF = 4.302653  # Student t, 97.5th percentile, 2 degrees of freedom (tables)
 PARAMS = (
     Param("data.label_fraction", choices=(0.1, 1.0)),
-    Param("cluster.enabled", choices=(True, False)),
+    Param("model.aux_head", choices=("cluster", "none")),
     Param("train.seed", choices=(0, 1, 2)),
 )
 METRICS = ["test/ccc_arousal", "test/ccc_mean"]
+GAIN = "cluster − none"
 
 
 def table(drop: tuple | None = None) -> pd.DataFrame:
@@ -32,17 +32,17 @@ def table(drop: tuple | None = None) -> pd.DataFrame:
     rows = []
     for fraction in (0.1, 1.0):
         for seed, base, wobble in ((0, 0.0, -0.01), (1, 0.2, 0.0), (2, 0.4, 0.01)):
-            for enabled in (True, False):
-                if drop == (fraction, enabled, seed):
+            for head in ("cluster", "none"):
+                if drop == (fraction, head, seed):
                     continue
-                gain = (0.10 + wobble) if fraction == 0.1 and enabled else 0.0
+                gain = (0.10 + wobble) if fraction == 0.1 and head == "cluster" else 0.0
                 value = base + fraction / 10 + gain
                 rows.append(
                     {
                         "trial": len(rows),
                         "state": "COMPLETE",
                         "data.label_fraction": fraction,
-                        "cluster.enabled": enabled,
+                        "model.aux_head": head,
                         "train.seed": seed,
                         "value": value,
                         "test/ccc_arousal": value,
@@ -67,39 +67,39 @@ def test_mean_and_student_t_interval():
 
 
 def test_paired_gain_per_fraction_sees_what_the_seed_spread_hides():
-    le = label_efficiency(table(), PARAMS, METRICS, clustering_default=True)
-    on, off, gain = (cell(le, 0.1, s) for s in ("clustering", "none", DIFFERENCE))
+    le = label_efficiency(table(), PARAMS, METRICS, head_default="cluster")
+    on, off, gain = (cell(le, 0.1, s) for s in ("cluster", "none", GAIN))
     assert on["mean"] == pytest.approx(0.2 + 0.01 + 0.10)
     assert off["mean"] == pytest.approx(0.2 + 0.01)
     assert gain["n"] == 3 and gain["mean"] == pytest.approx(0.10)
     assert gain["high"] - gain["low"] == pytest.approx(2 * T_975_2DF * 0.01 / np.sqrt(3), rel=1e-4)
     assert off["low"] < on["mean"] < off["high"]  # unpaired, the settings overlap …
     assert gain["low"] > 0  # … paired by seed, the gain is clear
-    none_gain = cell(le, 1.0, DIFFERENCE)
+    none_gain = cell(le, 1.0, GAIN)
     assert none_gain["mean"] == pytest.approx(0.0) and none_gain["low"] == none_gain["high"]
 
 
 def test_a_missing_trial_leaves_its_seed_out_of_the_pairs():
-    le = label_efficiency(table(drop=(0.1, False, 2)), PARAMS, METRICS, clustering_default=True)
-    assert cell(le, 0.1, "none")["n"] == 2 and cell(le, 0.1, "clustering")["n"] == 3
-    gain = cell(le, 0.1, DIFFERENCE)
+    le = label_efficiency(table(drop=(0.1, "none", 2)), PARAMS, METRICS, head_default="cluster")
+    assert cell(le, 0.1, "none")["n"] == 2 and cell(le, 0.1, "cluster")["n"] == 3
+    gain = cell(le, 0.1, GAIN)
     assert gain["n"] == 2 and gain["mean"] == pytest.approx(0.10 - 0.005)
 
 
-def test_without_a_clustering_parameter_there_is_one_curve_and_no_gain():
+def test_without_an_aux_head_parameter_there_is_one_curve_and_no_gain():
     one = table()
-    one = one[one["cluster.enabled"]].drop(columns="cluster.enabled")
+    one = one[one["model.aux_head"] == "cluster"].drop(columns="model.aux_head")
     params = (PARAMS[0], PARAMS[2])
-    le = label_efficiency(one, params, METRICS, clustering_default=True)
-    assert set(le["setting"]) == {"clustering"}
+    le = label_efficiency(one, params, METRICS, head_default="cluster")
+    assert set(le["setting"]) == {"cluster"}
 
 
 def test_printable_table_and_figure(tmp_path):
-    le = label_efficiency(table(), PARAMS, METRICS, clustering_default=True)
+    le = label_efficiency(table(), PARAMS, METRICS, head_default="cluster")
     printed = readable_table(le, METRICS)
     assert list(printed.columns) == ["labelled", "setting", "arousal", "mean of the attributes"]
     assert list(printed["labelled"]) == ["10%"] * 3 + ["100%"] * 3
-    gain = printed[(printed["labelled"] == "10%") & (printed["setting"] == DIFFERENCE)]
+    gain = printed[(printed["labelled"] == "10%") & (printed["setting"] == GAIN)]
     assert gain["arousal"].item().startswith("+0.100 [+0.")
     path = label_efficiency_plot(le, METRICS, tmp_path / "le.png")
     image = matplotlib.image.imread(path)

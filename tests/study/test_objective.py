@@ -27,7 +27,7 @@ def test_search_prunes_a_hopeless_setting_on_development_ccc(study_env):
         pruner={"startup_trials": 1, "warmup_epochs": 1},
         params={"optim.main.lr": [0.003, 0.0]},
     )
-    assert study_env.run(path, "cluster.enabled=false", "train.epochs=3") == 0
+    assert study_env.run(path, "model.aux_head=none", "train.epochs=3") == 0
 
     study = study_env.study("search")
     trials = study.get_trials()

@@ -13,7 +13,7 @@ from optuna.trial import TrialState
 
 pytestmark = pytest.mark.slow
 
-GRID = {"data.label_fraction": [0.5, 1.0], "cluster.enabled": [True, False], "train.seed": [0]}
+GRID = {"data.label_fraction": [0.5, 1.0], "model.aux_head": ["cluster", "none"], "train.seed": [0]}
 
 
 def test_grid_study_runs_each_cell_once_under_one_parent_and_reports(study_env):
@@ -23,8 +23,8 @@ def test_grid_study_runs_each_cell_once_under_one_parent_and_reports(study_env):
     study = study_env.study("grid")
     trials = study.get_trials()
     assert [t.state for t in trials] == [TrialState.COMPLETE] * 4
-    cells = {(t.params["data.label_fraction"], t.params["cluster.enabled"]) for t in trials}
-    assert cells == set(itertools.product([0.5, 1.0], [True, False]))
+    cells = {(t.params["data.label_fraction"], t.params["model.aux_head"]) for t in trials}
+    assert cells == set(itertools.product([0.5, 1.0], ["cluster", "none"]))
 
     # MLflow: one parent, four nested runs, each linked to its trial both ways
     client = MlflowClient(study_env.uri)
@@ -50,11 +50,11 @@ def test_grid_study_runs_each_cell_once_under_one_parent_and_reports(study_env):
     assert len(table) == 4 and sorted(table["trial"]) == [0, 1, 2, 3]
     le = pd.read_csv(report / "label_efficiency.csv")
     for fraction in (0.5, 1.0):
-        rows = table[table["data.label_fraction"] == fraction].set_index("cluster.enabled")
+        rows = table[table["data.label_fraction"] == fraction].set_index("model.aux_head")
         gain = le[(le["data.label_fraction"] == fraction) & (le["metric"] == "test/ccc_mean")]
         gain = gain.set_index("setting")["mean"]
-        expected = rows.loc[True, "test/ccc_mean"] - rows.loc[False, "test/ccc_mean"]
-        assert gain["clustering − none"] == pytest.approx(expected)
+        expected = rows.loc["cluster", "test/ccc_mean"] - rows.loc["none", "test/ccc_mean"]
+        assert gain["cluster − none"] == pytest.approx(expected)
     image = matplotlib.image.imread(report / "label_efficiency.png")
     assert image.shape[0] > 200 and image[..., :3].std() > 0.05
     logged = {a.path for a in client.list_artifacts(parent_id, "report")}

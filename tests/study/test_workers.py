@@ -13,7 +13,7 @@ from optuna.trial import TrialState
 
 pytestmark = pytest.mark.slow
 
-NO_CLUSTERING = "cluster.enabled=false"  # the fastest trials: these tests are about scheduling
+NO_CLUSTERING = "model.aux_head=none"  # the fastest trials: these tests are about scheduling
 
 
 def test_two_worker_processes_share_a_grid_and_run_every_cell_once(study_env, tmp_path):
@@ -74,12 +74,12 @@ def test_killed_worker_is_retried_once_and_counted_once(study_env, tmp_path):
 
 def test_sigterm_stops_the_study_and_queues_the_trial_again(study_env, tmp_path):
     path = study_env.write("stopped", params={"train.seed": [0]})
-    proc = study_env.spawn(path, NO_CLUSTERING, log=tmp_path / "log")
-    started = study_env.runs / "stopped" / "t0000" / "run.json"
+    proc = study_env.spawn(path, NO_CLUSTERING, "train.epochs=8", log=tmp_path / "log")
+    epoch_1 = study_env.runs / "stopped" / "t0000" / "checkpoint_last.pt"  # in the epoch loop
     deadline = time.monotonic() + 240
-    while not started.exists() and proc.poll() is None and time.monotonic() < deadline:
+    while not epoch_1.exists() and proc.poll() is None and time.monotonic() < deadline:
         time.sleep(0.05)
-    assert started.exists(), (tmp_path / "log").read_text()[-3000:]
+    assert epoch_1.exists(), (tmp_path / "log").read_text()[-3000:]
     proc.send_signal(signal.SIGTERM)
     assert proc.wait(timeout=60) == 128 + signal.SIGTERM
 
@@ -87,7 +87,7 @@ def test_sigterm_stops_the_study_and_queues_the_trial_again(study_env, tmp_path)
     assert [t.state for t in trials] == [TrialState.FAIL, TrialState.WAITING]
     assert trials[1].system_attrs["retry_history"] == [0] and trials[1].params == trials[0].params
     client = MlflowClient(study_env.uri)
-    run = client.get_run(json.loads(started.read_text())["run_id"])
+    run = client.get_run(trials[0].user_attrs["mlflow_run_id"])
     assert run.info.status == "KILLED"
     parent = client.get_run(run.data.tags["mlflow.parentRunId"])
     assert parent.info.status == "KILLED" and parent.data.tags["study"] == "stopped"
