@@ -103,6 +103,7 @@ def label_efficiency_plot(table: pd.DataFrame, metrics: list[str], path: Path) -
         squeeze=False,
         sharex=True,
         dpi=90,
+        layout="constrained",
     )
     for col, metric in enumerate(metrics):
         rows = table[table["metric"] == metric].sort_values(FRACTION)
@@ -122,6 +123,7 @@ def label_efficiency_plot(table: pd.DataFrame, metrics: list[str], path: Path) -
             axes[1, col].axhline(0.0, color="grey", linewidth=0.8, linestyle="--")
         for ax in axes[:, col]:
             ax.set_xscale("log")
+            ax.set_xlim(fractions[0] / 1.5, fractions[-1] * 1.5)  # one fraction has no range
             ax.set_xticks(fractions, [f"{f:.0%}" for f in fractions])
             ax.minorticks_off()
             ax.grid(alpha=0.3)
@@ -131,7 +133,6 @@ def label_efficiency_plot(table: pd.DataFrame, metrics: list[str], path: Path) -
     if gains:
         axes[1, 0].set_ylabel(f"gain over {BASELINE} (paired)")
     fig.suptitle("Mean over seeds with 95 % t interval; gains paired by seed", fontsize=10)
-    fig.tight_layout()
     fig.savefig(path, bbox_inches="tight")
     plt.close(fig)
     return path

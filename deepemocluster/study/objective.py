@@ -18,7 +18,7 @@ import optuna
 from optuna.trial import FrozenTrial
 
 from deepemocluster.config import load_config, resolve_path
-from deepemocluster.errors import DeepEmoClusterError
+from deepemocluster.errors import DeepEmoClusterError, TrackingError
 from deepemocluster.study.spec import Param, StudySpec, override
 from deepemocluster.study.store import cell, counted_trials
 from deepemocluster.tracking import resolve_uri, update_run
@@ -57,16 +57,14 @@ def trial_run_name(study: str, number: int) -> str:
 
 
 class Objective:
-    """``study.optimize`` calls this with each trial; ``current`` is the trial in flight."""
+    """``study.optimize`` calls this with each trial; ``current`` is the trial in flight, or
+    the one a signal or the tracking store stopped."""
 
     def __init__(self, job: Job) -> None:
         self.job = job
         self.current: optuna.Trial | None = None
 
     def __call__(self, trial: optuna.Trial) -> float:
-        # torch: imported only where trials run, after a spawned worker has set its threads
-        from deepemocluster.training.run import run
-
         self.current = trial
         job = self.job
         trial.set_user_attr(WORKER_ATTR, f"{socket.gethostname()}:{os.getpid()}")
@@ -74,39 +72,52 @@ class Objective:
         trials = trial.study.get_trials(deepcopy=False)
         if job.spec.sampler == "grid":
             _skip_duplicate(trial, trials)
-        run_name = trial_run_name(job.spec.name, trial.number)
-        cfg = load_config(
-            job.config_path, [*job.overrides, *values, f"tracking.run_name={run_name}"]
-        )
-        runs_dir = resolve_path(cfg.tracking.runs_dir)
-        uri = resolve_uri(cfg.tracking.uri, runs_dir)
-        _close_replaced_run(trials[trial.number], trials, uri, runs_dir / job.spec.name)
-        hooks = TrialHooks(trial, job.spec.name, uri)
+        hooks = TrialHooks(trial, job.spec.name)
         try:
-            test = run(cfg, job.spec.name, parent_run_id=job.parent_run_id, hooks=[hooks])
+            test = self._train(trial, trials, values, hooks)
         except StopRun as e:
             raise optuna.TrialPruned(str(e)) from e
-        except Interrupted:  # the worker is stopping: not a failure of the trial
-            trial.set_user_attr(STOPPED_ATTR, True)  # and its MLflow run is closed as KILLED
-            raise
-        except Exception as e:  # a NaN loss, a K the data cannot take, memory: this trial only
-            if (stop := _interruption(e)) is not None:  # a signal inside a library call
-                trial.set_user_attr(STOPPED_ATTR, True)
+        except Exception as e:
+            if (stop := _interruption(e)) is not None:  # the worker is stopping: not the trial
+                trial.set_user_attr(STOPPED_ATTR, True)  # and its MLflow run ended KILLED
+                if stop is e:
+                    raise
                 raise stop from e
+            if isinstance(e, TrackingError):  # the store, not the setting: queued again
+                raise
+            # a NaN loss, a K the data cannot take, out of memory: this trial only
             message = str(e) if isinstance(e, DeepEmoClusterError) else f"{type(e).__name__}: {e}"
             trial.set_user_attr(ERROR_ATTR, message[:500])
             raise TrialFailed(f"trial {trial.number}: {message}") from e
         for key, value in test.items():
             trial.set_user_attr(key, float(value))
+        self.current = None
         return hooks.best
+
+    def _train(
+        self, trial: optuna.Trial, trials: list[FrozenTrial], values: list[str], hooks: TrialHooks
+    ) -> dict[str, float]:
+        # torch: imported only where trials run, after a spawned worker has set its threads
+        from deepemocluster.training.run import run
+
+        job = self.job
+        run_name = trial_run_name(job.spec.name, trial.number)
+        cfg = load_config(
+            job.config_path, [*job.overrides, *values, f"tracking.run_name={run_name}"]
+        )
+        runs_dir = resolve_path(cfg.tracking.runs_dir)
+        hooks.uri = resolve_uri(cfg.tracking.uri, runs_dir)
+        _close_replaced_run(trials[trial.number], trials, hooks.uri, runs_dir / job.spec.name)
+        return run(cfg, job.spec.name, parent_run_id=job.parent_run_id, hooks=[hooks])
 
 
 class TrialHooks(Hooks):
     """Links the trial and its MLflow run both ways, reports each epoch's Development CCC to
     Optuna and stops the run when the pruner says so."""
 
-    def __init__(self, trial: optuna.Trial, study_name: str, tracking_uri: str) -> None:
-        self.trial, self.study_name, self.uri = trial, study_name, tracking_uri
+    def __init__(self, trial: optuna.Trial, study_name: str) -> None:
+        self.trial, self.study_name = trial, study_name
+        self.uri = ""  # the trial's tracking store, known once its config is loaded
         self.best = -math.inf
 
     def on_run_start(self, run_id: str, run_dir: Path) -> None:
@@ -161,8 +172,10 @@ def _trial_folder(number: int) -> str:
 def _interruption(error: BaseException | None) -> Interrupted | None:
     """The Interrupted somewhere in ``error``'s chain (a signal that arrived while MLflow or
     another library was working is re-raised by it as its own error)."""
-    while error is not None:
+    seen: set[int] = set()
+    while error is not None and id(error) not in seen:
         if isinstance(error, Interrupted):
             return error
+        seen.add(id(error))
         error = error.__cause__ or error.__context__
     return None

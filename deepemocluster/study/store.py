@@ -111,8 +111,8 @@ def is_retry(trial: FrozenTrial) -> bool:
 
 
 def queue_retry(study: optuna.Study, number: int) -> None:
-    """Queue trial ``number`` again (a worker stopped by a signal: not the trial's fault, so
-    such retries are not limited)."""
+    """Queue trial ``number`` again (its worker was stopped by a signal or lost the tracking
+    store: not the trial's fault, so such retries are not limited)."""
     trial = study.get_trials(deepcopy=False)[number]
     with _experimental():
         RetryHeartbeatStaleTrialCallback(max_retry=None)(study, trial)

@@ -19,7 +19,7 @@ from dataclasses import replace
 from optuna.trial import TrialState
 
 from deepemocluster.cli import exit_code
-from deepemocluster.errors import DeepEmoClusterError
+from deepemocluster.errors import DeepEmoClusterError, TrackingError
 from deepemocluster.study.objective import Job, Objective, TrialFailed
 from deepemocluster.study.store import (
     counted_trials,
@@ -36,12 +36,12 @@ _POLL_S = 5  # how often a worker with nothing to start looks at the storage aga
 
 
 class WorkerFailed(DeepEmoClusterError):
-    """A worker process ended with an error; its trial, if any, is retried on the next run."""
+    """A worker process ended with an error (its log above says which)."""
 
 
 def work(job: Job, worker: int = 0) -> None:
-    """Run trials until the study is complete. A signal stops the worker (Interrupted) after
-    queueing its trial to run again."""
+    """Run trials until the study is complete. A signal (Interrupted) or an unreachable
+    tracking store stops the worker after queueing its trial to run again."""
     study, _ = open_study(job.spec, job.params, job.storage, worker)
     objective = Objective(job)
     grid = job.spec.sampler == "grid"
@@ -64,7 +64,7 @@ def work(job: Job, worker: int = 0) -> None:
             study.optimize(objective, n_trials=1)
         except TrialFailed as e:  # recorded on the trial; the study goes on
             log.error("%s", e)
-        except Interrupted:
+        except (Interrupted, TrackingError):  # the trial is not to blame: it runs again
             if objective.current is not None:
                 queue_retry(study, objective.current.number)
             raise
