@@ -22,7 +22,12 @@ from deepemocluster.study.label_efficiency import (
 )
 from deepemocluster.study.objective import DUPLICATE_ATTR, ERROR_ATTR, RUN_ID_ATTR, WORKER_ATTR
 from deepemocluster.study.spec import Param, StudySpec
-from deepemocluster.study.store import counted_trials, is_retry, planned_trials
+from deepemocluster.study.store import (
+    counted_trials,
+    is_retry,
+    planned_trials,
+    quiet_experimental,
+)
 
 log = logging.getLogger("deepemocluster")
 
@@ -175,7 +180,8 @@ def search_plots(study: optuna.Study, folder: Path) -> dict[str, Path]:
     written = {}
     for title, (plot, kwargs, name) in plots.items():
         try:
-            ax = plot(study, **kwargs)
+            with quiet_experimental():
+                ax = plot(study, **kwargs)
         except (ValueError, RuntimeError) as e:
             log.warning("study report: no %s plot (%s)", title.lower(), e)
             continue

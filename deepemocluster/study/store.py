@@ -41,7 +41,7 @@ def open_study(
     """The study in ``url`` (created when ``create`` and missing) and whether this call created
     it. ``worker`` offsets the TPE seed so that parallel workers start from different points."""
     engine = {"connect_args": {"timeout": 60}} if url.startswith("sqlite") else {}
-    with _experimental():
+    with quiet_experimental():
         storage = RDBStorage(
             url,
             engine_kwargs=engine,
@@ -114,13 +114,13 @@ def queue_retry(study: optuna.Study, number: int) -> None:
     """Queue trial ``number`` again (its worker was stopped by a signal or lost the tracking
     store: not the trial's fault, so such retries are not limited)."""
     trial = study.get_trials(deepcopy=False)[number]
-    with _experimental():
+    with quiet_experimental():
         RetryHeartbeatStaleTrialCallback(max_retry=None)(study, trial)
 
 
 def fail_dead_trials(study: optuna.Study) -> None:
     """Mark trials whose heartbeat stopped as failed and queue their one retry."""
-    with _experimental():
+    with quiet_experimental():
         optuna.storages.fail_stale_trials(study)
 
 
@@ -129,8 +129,9 @@ def running(trials: list[FrozenTrial]) -> list[FrozenTrial]:
 
 
 @contextmanager
-def _experimental() -> Iterator[None]:
-    """Heartbeats, stale trials and the retry callback are marked experimental by Optuna."""
+def quiet_experimental() -> Iterator[None]:
+    """Heartbeats, stale trials, the retry callback and the matplotlib plots are marked
+    experimental by Optuna: said once here, not in every log."""
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", ExperimentalWarning)
         yield
