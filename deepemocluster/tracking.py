@@ -271,6 +271,20 @@ def log_to_run(
         raise TrackingError(f"cannot log analysis to run {run_id!r} at {uri}: {e}") from e
 
 
+def update_run(uri: str, run_id: str, tags: dict[str, str], status: str | None = None) -> None:
+    """Tag any run by id and, with ``status``, end it (client API, so the run need not be active
+    in this process: a study links its trials' runs and closes those of dead workers)."""
+    from mlflow.entities import RunTag
+
+    client = MlflowClient(uri)
+    try:
+        client.log_batch(run_id, tags=[RunTag(k, str(v)) for k, v in tags.items()])
+        if status is not None:
+            client.set_terminated(run_id, status)
+    except Exception as e:
+        raise TrackingError(f"cannot update run {run_id!r} at {uri}: {e}") from e
+
+
 class _PyfuncAdapter(mlflow.pyfunc.PythonModel):
     """MLflow's pyfunc interface around a plain factory, so that no other module imports mlflow:
     ``load(artifacts)`` returns the function that maps the input DataFrame to the output one."""
