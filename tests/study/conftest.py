@@ -14,10 +14,10 @@ import optuna
 import pytest
 import yaml
 from mlflow.tracking import MlflowClient
-from tiny_config import TINY
 
 import deepemocluster
 from deepemocluster.study.__main__ import main
+from tests.support.tiny_config import TINY
 
 REPO = Path(deepemocluster.__file__).resolve().parents[1]
 

@@ -27,7 +27,7 @@ N_MELS = 32
 
 
 def batch_loss(aux: torch.Tensor, pred: torch.Tensor, labels, targets) -> torch.Tensor:
-    """Losses that need the whole batch (CCC) next to per-chunk ones, as Loop._train mixes them;
+    """Losses that need the whole batch (CCC) next to per-chunk ones, as TrainingStep mixes them;
     the CCC sees only the first half of the rows, so some rows get no CCC gradient."""
     half = len(pred) // 2
     return F.cross_entropy(aux, labels) + ccc_loss(pred[:half], targets[:half])
