@@ -23,9 +23,9 @@ import onnx
 import torch
 from torch import nn
 
+from deepemocluster.cli import exit_code
 from deepemocluster.config import to_yaml
 from deepemocluster.data.features import FeatureSettings
-from deepemocluster.errors import DeepEmoClusterError
 from deepemocluster.predict import TorchBackend, load_state
 
 log = logging.getLogger("deepemocluster")
@@ -152,17 +152,13 @@ def main(argv: list[str] | None = None) -> int:
     # the exporter's libraries log every graph rewrite at INFO: only ours at INFO
     logging.basicConfig(level=logging.WARNING, format="%(asctime)s %(levelname)s %(message)s")
     log.setLevel(logging.INFO)
-    try:
+
+    def work() -> None:
         backend = TorchBackend.from_checkpoint(load_state(args.model, args.tracking_uri))
         out = export(backend, args.out)
-    except DeepEmoClusterError as e:
-        log.error("%s", e)
-        return 1
-    except OSError as e:
-        log.error("cannot write %s: %s", args.out, e)
-        return 1
-    log.info("wrote %s (%.1f MiB)", out, out.stat().st_size / 2**20)
-    return 0
+        log.info("wrote %s (%.1f MiB)", out, out.stat().st_size / 2**20)
+
+    return exit_code(work, output=args.out)
 
 
 if __name__ == "__main__":

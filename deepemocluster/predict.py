@@ -26,12 +26,13 @@ import torch
 from omegaconf import DictConfig
 
 from deepemocluster.checkpoint import Checkpoint
+from deepemocluster.cli import exit_code
 from deepemocluster.clustering import Projection, assign
 from deepemocluster.data.audio import AUDIO_SUFFIXES
 from deepemocluster.data.datasets import ChunkDataset
 from deepemocluster.data.features import FeatureSettings, PackedFeatures
 from deepemocluster.data.labels import LabelScaler
-from deepemocluster.errors import AudioError, CheckpointError, DeepEmoClusterError
+from deepemocluster.errors import AudioError, CheckpointError
 from deepemocluster.inference import embed_chunks, predict_utterances
 from deepemocluster.model import DeepEmoCluster
 from deepemocluster.stats import utterance_clusters
@@ -267,24 +268,21 @@ def main(argv: list[str] | None = None) -> int:
     )
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(message)s")
-    try:
+
+    def work() -> int:
         if args.backend == "onnx":
             predictor = Predictor.from_onnx(args.model)
         else:
             predictor = Predictor.from_checkpoint(load_state(args.model, args.tracking_uri))
         rows = predictor.predict(audio_files(args.paths), max(1, args.batch_files))
         n, failed = write_csv(rows, predictor.columns, args.out)
-    except DeepEmoClusterError as e:
-        log.error("%s", e)
-        return 1
-    except OSError as e:
-        log.error("cannot write %s: %s", args.out, e)
-        return 1
-    log.info("%d files, %d failed (see the error column): %s", n, failed, args.out)
-    if n == failed:
-        log.error("no file could be predicted")
-        return 1
-    return 0
+        log.info("%d files, %d failed (see the error column): %s", n, failed, args.out)
+        if n == failed:
+            log.error("no file could be predicted")
+            return 1
+        return 0
+
+    return exit_code(work, output=args.out)
 
 
 if __name__ == "__main__":
