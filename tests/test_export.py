@@ -24,14 +24,14 @@ AVD = ["arousal", "valence", "dominance"]
 
 
 @pytest.fixture(scope="module")
-def torch_predictor(tiny_run) -> Predictor:
-    return Predictor.from_checkpoint(load_state(str(tiny_run.checkpoint)))
+def torch_predictor(trained_run) -> Predictor:
+    return Predictor.from_checkpoint(load_state(str(trained_run.checkpoint)))
 
 
-def _real_files(tiny_run, write_audio, tmp_path) -> list[str]:
+def _real_files(trained_run, write_audio, tmp_path) -> list[str]:
     """Demo corpus WAVs, one re-encoded as 8 kHz stereo FLAC, and clips shorter than one chunk
     (padded frames) and than one FFT window (an error row)."""
-    wavs = [str(p) for p in tiny_run.wavs[:12]]
+    wavs = [str(p) for p in trained_run.wavs[:12]]
     audio, sr = sf.read(wavs[0])
     flac = tmp_path / "stereo_8k.flac"
     sf.write(flac, np.stack([audio[::2], audio[::2]], axis=1), sr // 2)
@@ -41,10 +41,10 @@ def _real_files(tiny_run, write_audio, tmp_path) -> list[str]:
 
 
 def test_onnx_predictions_match_torch_on_real_files(
-    tiny_run, tiny_onnx, torch_predictor, write_audio, tmp_path
+    trained_run, trained_onnx, torch_predictor, write_audio, tmp_path
 ):
-    paths = _real_files(tiny_run, write_audio, tmp_path)
-    onnx_predictor = Predictor.from_onnx(tiny_onnx)
+    paths = _real_files(trained_run, write_audio, tmp_path)
+    onnx_predictor = Predictor.from_onnx(trained_onnx)
     for batch_files in (1, 5, 32):  # different dynamic batch sizes through the graph
         expected = list(torch_predictor.predict(paths, batch_files))
         got = list(onnx_predictor.predict(paths, batch_files))
@@ -60,8 +60,8 @@ def test_onnx_predictions_match_torch_on_real_files(
         assert [g["duration_s"] for g, _ in ok] == [e["duration_s"] for _, e in ok]
 
 
-def test_metadata_carries_the_feature_and_chunk_settings(tiny_onnx, torch_predictor):
-    model = onnx.load(str(tiny_onnx))
+def test_metadata_carries_the_feature_and_chunk_settings(trained_onnx, torch_predictor):
+    model = onnx.load(str(trained_onnx))
     meta = {p.key: p.value for p in model.metadata_props}
     cfg = torch_predictor.cfg
 
@@ -76,7 +76,7 @@ def test_metadata_carries_the_feature_and_chunk_settings(tiny_onnx, torch_predic
     assert entry("clusters") == 4
     assert "n_mels: 32" in meta[export.META_PREFIX + "config"]
     # the chunk batch is dynamic, the chunk shape fixed
-    session = ort.InferenceSession(str(tiny_onnx), providers=["CPUExecutionProvider"])
+    session = ort.InferenceSession(str(trained_onnx), providers=["CPUExecutionProvider"])
     features, valid = session.get_inputs()
     assert [features.name, valid.name] == list(export.INPUTS)
     assert isinstance(features.shape[0], str) and features.shape[1:] == [62, 32]
@@ -84,10 +84,10 @@ def test_metadata_carries_the_feature_and_chunk_settings(tiny_onnx, torch_predic
     assert ratings.name == export.RATINGS and ratings.shape[1] == 3
 
 
-def test_graph_clips_and_denormalises_inside(tiny_onnx):
+def test_graph_clips_and_denormalises_inside(trained_onnx):
     """Raw inputs go in, ratings on the 1–7 scale come out: extreme features saturate the
     normalisation, and every rating stays within the scale."""
-    session = ort.InferenceSession(str(tiny_onnx), providers=["CPUExecutionProvider"])
+    session = ort.InferenceSession(str(trained_onnx), providers=["CPUExecutionProvider"])
     rng = np.random.default_rng(0)
     for scale in (1.0, 1e6):
         x = (rng.standard_normal((6, 62, 32)) * scale).astype(np.float32)
@@ -97,17 +97,19 @@ def test_graph_clips_and_denormalises_inside(tiny_onnx):
         assert ((clusters >= 0) & (clusters < 4)).all() and (dist >= 0).all()
 
 
-def test_export_by_run_id_and_bad_inputs(tiny_run, tmp_path, caplog):
+def test_export_by_run_id_and_bad_inputs(trained_run, tmp_path, caplog):
     out = tmp_path / "by_run.onnx"
-    assert export.main([tiny_run.run_id, "--out", str(out), "--tracking-uri", tiny_run.uri]) == 0
+    assert (
+        export.main([trained_run.run_id, "--out", str(out), "--tracking-uri", trained_run.uri]) == 0
+    )
     onnx.checker.check_model(str(out))
     assert export.main([str(tmp_path / "missing.pt"), "--out", str(out)]) == 1
     assert "checkpoint not found" in caplog.text
 
 
-def test_corrupt_or_foreign_onnx_files_are_refused_clearly(tiny_onnx, tmp_path):
+def test_corrupt_or_foreign_onnx_files_are_refused_clearly(trained_onnx, tmp_path):
     truncated = tmp_path / "truncated.onnx"
-    truncated.write_bytes(tiny_onnx.read_bytes()[:5000])
+    truncated.write_bytes(trained_onnx.read_bytes()[:5000])
     with pytest.raises(CheckpointError, match=r"truncated\.onnx: not a readable ONNX model"):
         Predictor.from_onnx(truncated)
     garbage = tmp_path / "garbage.onnx"
@@ -130,15 +132,15 @@ def test_corrupt_or_foreign_onnx_files_are_refused_clearly(tiny_onnx, tmp_path):
         Predictor.from_onnx(foreign)
 
 
-def test_a_model_without_clustering_exports_ratings_only(tiny_run, tmp_path):
-    state = replace(Checkpoint.load(tiny_run.checkpoint), clusters=None)
+def test_a_model_without_clustering_exports_ratings_only(trained_run, tmp_path):
+    state = replace(Checkpoint.load(trained_run.checkpoint), clusters=None)
     unclustered = tmp_path / "unclustered.pt"
     state.save(unclustered)
     out = tmp_path / "ratings_only.onnx"
     assert export.main([str(unclustered), "--out", str(out)]) == 0
     session = ort.InferenceSession(str(out), providers=["CPUExecutionProvider"])
     assert [o.name for o in session.get_outputs()] == [export.RATINGS]
-    wavs = tiny_run.wavs[:4]
+    wavs = trained_run.wavs[:4]
     got = list(Predictor.from_onnx(out).predict(wavs))
     expected = list(Predictor.from_checkpoint(state).predict(wavs))
     assert all(r["cluster"] is None and r["cluster_distance"] is None for r in got)

@@ -37,14 +37,20 @@ MLFLOW = shutil.which("mlflow", path=str(Path(sys.executable).parent)) or "mlflo
 
 @pytest.fixture(scope="module")
 def model_dir(trained_run, tmp_path_factory) -> Path:
-    """The run's logged model, downloaded as MLflow stores it."""
-    return Path(
-        mlflow.artifacts.download_artifacts(
-            artifact_uri=f"runs:/{trained_run.run_id}/model",
-            dst_path=str(tmp_path_factory.mktemp("model")),
-            tracking_uri=trained_run.uri,
+    """The run's logged model, downloaded as MLflow stores it. A ``runs:/`` model URI is resolved
+    through the process's current store, so that is the run's own for the download."""
+    before = mlflow.get_tracking_uri()
+    mlflow.set_tracking_uri(trained_run.uri)
+    try:
+        return Path(
+            mlflow.artifacts.download_artifacts(
+                artifact_uri=f"runs:/{trained_run.run_id}/model",
+                dst_path=str(tmp_path_factory.mktemp("model")),
+                tracking_uri=trained_run.uri,
+            )
         )
-    )
+    finally:
+        mlflow.set_tracking_uri(before)
 
 
 @pytest.fixture(scope="module")

@@ -47,7 +47,7 @@ def platform() -> dict[str, str]:
 
 @pytest.mark.slow
 @pytest.mark.parametrize("name", list(RUNS))
-def test_a_tiny_run_reproduces_its_recorded_metrics(name, tiny_cfg):
+def test_a_trained_run_reproduces_its_recorded_metrics(name, tiny_cfg):
     golden = json.loads(GOLDEN.read_text())
     got = observed(tiny_cfg("train.threads=1", *RUNS[name]))
     want = golden["runs"][name]
