@@ -227,9 +227,9 @@ _KILLABLE = textwrap.dedent(
     class Throttled(FeatureSettings):
         # Same fields, so the same settings key and folder as the plain settings; the pause only
         # gives the parent time to kill this process in the middle of the pass.
-        def compute(self, path):
+        def compute(self, path, start_s=None, end_s=None):
             time.sleep(0.02)
-            return super().compute(path)
+            return super().compute(path, start_s, end_s)
 
     root, settings, listing = sys.argv[1:]
     store = FeatureStore(root, Throttled(**json.loads(settings)))
