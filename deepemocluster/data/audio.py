@@ -57,9 +57,9 @@ def load_audio(
     """
     path = Path(path)
     with _opened(path) as f:
-        first = 0 if start_s is None else round(start_s * f.samplerate)
+        first = 0 if start_s is None else min(f.frames, round(start_s * f.samplerate))
         last = f.frames if end_s is None else min(f.frames, round(end_s * f.samplerate))
-        if first:
+        if 0 < first < f.frames:
             f.seek(first)
         samples, rate = f.read(max(0, last - first), dtype="float32", always_2d=True), f.samplerate
     mono = _mono(samples, path)

@@ -55,9 +55,8 @@ FORMAT_VERSION = 2
 STAMP_NAME = "demo.json"
 CSV_HEADER = ("FileName", "EmoClass", "EmoAct", "EmoVal", "EmoDom", "SpkrID", "Gender", "Split_Set")
 _OWN_ENTRIES = {"Audios", "Labels", "Unlabelled", STAMP_NAME}
-_MIN_PARALLEL = (
-    200  # below this many utterances, starting worker processes costs more than it saves
-)
+# below this much audio (200 utterances of 3 s), starting worker processes costs more than it saves
+_MIN_PARALLEL_SECONDS = 600.0
 
 
 # --------------------------------------------------------------------------------------------
@@ -169,8 +168,8 @@ def _write_corpus(out: Path, cfg: DemoConfig, workers: int) -> int:
         (out / "Unlabelled" / EPISODE_DIR).mkdir()
     episode_jobs = [(out / "Unlabelled" / EPISODE_DIR / e.name, e, cfg.seed) for e in episodes]
     jobs = [(out / ("Audios" if u.split else "Unlabelled") / u.name, u, cfg.seed) for u in plan]
-    work = len(jobs) + 100 * len(episodes)  # an episode takes as long as ~100 utterances
-    if workers > 1 and work >= _MIN_PARALLEL:
+    seconds = sum(u.seconds for u in plan) + sum(e.seconds for e in episodes)
+    if workers > 1 and seconds >= _MIN_PARALLEL_SECONDS:
         # spawn, not fork: the caller may already run torch/faiss thread pools (docs/original_work.md).
         context = multiprocessing.get_context("spawn")
         with ProcessPoolExecutor(workers, mp_context=context) as pool:
