@@ -26,6 +26,7 @@ from concurrent.futures import ThreadPoolExecutor
 from contextlib import contextmanager
 from dataclasses import asdict, dataclass, replace
 from functools import lru_cache
+from importlib.metadata import version
 from pathlib import Path
 
 import numpy as np
@@ -68,8 +69,6 @@ class SegmentSettings:
     def key(self) -> str:
         """Cache key: the settings and the silero-vad release (its model may change). Not the
         backend: the JIT and ONNX models give the same probabilities (to 1e-7)."""
-        from importlib.metadata import version
-
         fields = {k: v for k, v in asdict(self).items() if k != "backend"}
         text = json.dumps({"silero_vad": version("silero-vad"), **fields}, sort_keys=True)
         return hashlib.sha1(text.encode()).hexdigest()[:16]
