@@ -90,7 +90,7 @@ class SegmentConfig:
     pad_s: float = 0.1  # kept before and after detected speech
     min_s: float = 2.75  # shorter pieces are dropped
     max_s: float = 11.0  # longer turns are split at their quietest point
-    backend: str = "auto"  # auto (onnx when onnxruntime is installed, else jit) | jit | onnx
+    backend: str = "auto"  # auto (onnx when onnxruntime is importable, else jit) | jit | onnx
 
 
 _SEGMENT_CHOICES = {
