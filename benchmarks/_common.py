@@ -163,6 +163,7 @@ TINY_RUN = (
     "data.demo.n_test=16",
     "data.demo.n_unlabelled=24",
     "data.demo.n_speakers=12",
+    "data.demo.n_episodes=0",  # configs/default.yaml's long episodes: not in a quick run
     "features.n_mels=32",
     "chunking.n_chunks=3",
     "model.channels=[4,8,8,16]",

@@ -31,6 +31,10 @@ class DemoConfig:
     n_speakers: int = 40
     min_seconds: float = 1.5
     max_seconds: float = 4.5
+    # long unlabelled "episodes" of several speakers' turns (Unlabelled/episodes/), each
+    # episode_seconds × U(2/3, 4/3) long; 0 = none
+    n_episodes: int = 0
+    episode_seconds: float = 270.0
 
 
 @dataclass
@@ -54,6 +58,9 @@ class DataConfig:
     allow_absolute_paths: bool = False
     # A run fails when more than this share of its audio files cannot be used.
     max_skip_ratio: float = 0.1
+    # cut unlabelled recordings into speaking turns (the `segment` group): auto = those longer
+    # than segment.max_s; always; never
+    segment: str = "auto"
     demo: DemoConfig = field(default_factory=DemoConfig)
 
 
@@ -69,6 +76,51 @@ class FeatureConfig:
     log_offset: float = 1e-6
     store: str = "runs/features"
     workers: int = 2
+
+
+# --- segmentation of long recordings (deepemocluster/data/segments.py) ---------------------------
+
+
+@dataclass
+class SegmentConfig:
+    """Speech detection (silero-vad) and cutting into MSP-Podcast-sized turns; docs/user_guide.md."""
+
+    threshold: float = 0.5  # speech probability that starts a turn (ends below threshold - 0.15)
+    pause_s: float = 0.5  # a quieter stretch shorter than this does not end a turn
+    pad_s: float = 0.1  # kept before and after detected speech
+    min_s: float = 2.75  # shorter pieces are dropped
+    max_s: float = 11.0  # longer turns are split at their quietest point
+    backend: str = "auto"  # auto (onnx when onnxruntime is importable, else jit) | jit | onnx
+
+
+_SEGMENT_CHOICES = {
+    "data.segment": ("auto", "always", "never"),
+    "transfer.source.segment": ("auto", "always", "never"),
+    "segment.backend": ("auto", "jit", "onnx"),
+}
+
+
+def _validate_segment(cfg: DictConfig) -> None:
+    for key, allowed in _SEGMENT_CHOICES.items():
+        if OmegaConf.select(cfg, key) not in allowed:
+            value = OmegaConf.select(cfg, key)
+            raise ConfigError(f"config key {key!r}: {value!r} is not one of {', '.join(allowed)}")
+    seg = cfg.segment
+    if not 0.0 < seg.threshold < 1.0:
+        raise ConfigError(f"config key 'segment.threshold': must be in (0, 1), got {seg.threshold}")
+    for key in ("pause_s", "pad_s", "min_s"):
+        if seg[key] < 0 or (key == "min_s" and seg[key] == 0):
+            raise ConfigError(
+                f"config key 'segment.{key}': must be >= 0 (min_s > 0), got {seg[key]}"
+            )
+    if seg.max_s < 2 * seg.min_s + 0.1:
+        raise ConfigError(
+            f"config key 'segment.max_s': need >= 2 × segment.min_s + 0.1 (a split turn must leave "
+            f"two pieces of min_s), got {seg.max_s}"
+        )
+
+
+# ------------------------------------------------------------------------------------------------
 
 
 @dataclass
@@ -200,6 +252,7 @@ class TrackingConfig:
 class Config:
     data: DataConfig = field(default_factory=DataConfig)
     features: FeatureConfig = field(default_factory=FeatureConfig)
+    segment: SegmentConfig = field(default_factory=SegmentConfig)
     chunking: ChunkConfig = field(default_factory=ChunkConfig)
     model: ModelConfig = field(default_factory=ModelConfig)
     cluster: ClusterConfig = field(default_factory=ClusterConfig)
@@ -341,6 +394,7 @@ def _anchor_paths(file_cfg: DictConfig, base: Path) -> DictConfig:
 
 
 def _validate(cfg: DictConfig) -> None:
+    _validate_segment(cfg)
     for key, allowed in _CHOICES.items():
         value = OmegaConf.select(cfg, key)
         if value not in allowed:
@@ -372,6 +426,8 @@ def _validate(cfg: DictConfig) -> None:
         raise ConfigError(f"config key 'cluster.k': need at least 2 clusters, got {cfg.cluster.k}")
     if cfg.data.format == "csv" and not cfg.data.manifest:
         raise ConfigError("config key 'data.manifest': required when data.format=csv")
+    if cfg.data.demo.episode_seconds <= 0:
+        raise ConfigError("config key 'data.demo.episode_seconds': must be > 0")
     if cfg.data.demo.min_seconds <= 0 or cfg.data.demo.max_seconds < cfg.data.demo.min_seconds:
         raise ConfigError("config keys 'data.demo.min_seconds'/'max_seconds': need 0 < min <= max")
     edges = list(cfg.siamese.bin_edges)

@@ -8,9 +8,10 @@ Layout under ``features.store``::
     <settings key>/packed/<set>.json      utterance offsets into it
     <settings key>/packed/<set>.stats-<train>.npz   per-bin mean/std over the Train utterances
 
-An entry is keyed by the audio file's identity (absolute path, size, mtime), so a changed file or
-changed settings miss the cache. Every file is written to a temporary name and renamed into place,
-so a killed pass never leaves a truncated entry that a later run reads back.
+An entry is keyed by the audio file's identity (absolute path, size, mtime) and, for a segment of
+a long recording, its span, so a changed file or changed settings miss the cache. Every file is
+written to a temporary name and renamed into place, so a killed pass never leaves a truncated
+entry that a later run reads back.
 """
 
 from __future__ import annotations
@@ -30,7 +31,7 @@ import numpy as np
 from threadpoolctl import threadpool_limits
 from tqdm import tqdm
 
-from deepemocluster.data.audio import load_audio, mel_features
+from deepemocluster.data.audio import AudioSpan, load_audio, mel_features
 from deepemocluster.errors import AudioError
 from deepemocluster.faults import failpoint
 
@@ -58,9 +59,12 @@ class FeatureSettings:
     def key(self) -> str:
         return _digest(json.dumps({"v": _FORMAT_VERSION, **asdict(self)}, sort_keys=True))[:16]
 
-    def compute(self, path: str | Path) -> np.ndarray:
-        """Decode one file and return its (frames, n_mels) features; raises AudioError."""
-        audio = load_audio(path, self.sample_rate, min_samples=self.n_fft)
+    def compute(
+        self, path: str | Path, start_s: float | None = None, end_s: float | None = None
+    ) -> np.ndarray:
+        """Decode one file (or its span) and return its (frames, n_mels) features; raises
+        AudioError."""
+        audio = load_audio(path, self.sample_rate, self.n_fft, start_s, end_s)
         return mel_features(audio, **asdict(self))
 
 
@@ -149,9 +153,10 @@ def row_source(frames: np.ndarray) -> StoreFile | ArrayRows:
 
 @dataclass(frozen=True)
 class Extraction:
-    """Outcome of one corpus pass: entry keys of usable files, and (path, reason) of skipped ones."""
+    """Outcome of one corpus pass: entry keys of the usable items (keyed as they were given: a
+    path or an AudioSpan), and (path or ``path@start-end``, reason) of the skipped ones."""
 
-    keys: dict[str, str]
+    keys: dict[str | AudioSpan, str]
     skipped: list[tuple[str, str]]
 
 
@@ -170,32 +175,36 @@ class FeatureStore:
     def load(self, key: str) -> np.ndarray:
         return np.load(self.entry_path(key), mmap_mode="r")
 
-    def extract(self, paths: Sequence[str], workers: int = 1, desc: str = "features") -> Extraction:
-        """Make sure every usable file has an entry; files that fail are skipped, never fatal."""
+    def extract(
+        self, items: Sequence[str | AudioSpan], workers: int = 1, desc: str = "features"
+    ) -> Extraction:
+        """Make sure every usable file or span has an entry; those that fail are skipped, never
+        fatal."""
         keys, skipped, todo = {}, [], []
-        for path in paths:
+        for item in items:
+            span = item if isinstance(item, AudioSpan) else AudioSpan(item)
             try:
-                key = entry_key(path)
+                key = entry_key(span.path, span.start_s, span.end_s)
             except AudioError as e:
-                skipped.append((path, e.reason))
+                skipped.append((str(span), e.reason))
                 continue
             if self.entry_path(key).exists():
-                keys[path] = key
+                keys[item] = key
             else:
-                todo.append((path, key))
-        for path, key, reason in self._run(todo, workers, desc):
+                todo.append((item, span, key))
+        for item, key, reason in self._run(todo, workers, desc):
             if reason is None:
-                keys[path] = key
+                keys[item] = key
             else:
-                skipped.append((path, reason))
+                skipped.append((str(item), reason))
         return Extraction(keys=keys, skipped=skipped)
 
-    def _run(self, todo: list, workers: int, desc: str) -> Iterator[tuple[str, str, str | None]]:
+    def _run(self, todo: list, workers: int, desc: str) -> Iterator[tuple[object, str, str | None]]:
         """Workers are threads: decoding, resampling, FFT, the mel product and file writes release
         the GIL, so threads run in parallel without the seconds of imports a spawned process pays
         per worker, and without the fork-after-OpenMP hang. One BLAS thread each: the mel product
         is small and more BLAS threads oversubscribe the cores (benchmarks/features.py)."""
-        jobs = [(self, path, key) for path, key in todo]
+        jobs = [(self, *job) for job in todo]
         bar = dict(total=len(jobs), desc=desc, unit="file", disable=not sys.stderr.isatty())
         with threadpool_limits(1):
             if workers <= 1:
@@ -246,8 +255,8 @@ class FeatureStore:
             return stats["mean"], stats["std"]
 
 
-def entry_key(path: str | Path) -> str:
-    """Identity of an audio file: absolute path, size and modification time."""
+def entry_key(path: str | Path, start_s: float | None = None, end_s: float | None = None) -> str:
+    """Identity of an audio file (absolute path, size, modification time) and of the span."""
     path = Path(path).absolute()
     try:
         st = path.stat()
@@ -257,15 +266,18 @@ def entry_key(path: str | Path) -> str:
         raise AudioError(path, "missing") from e
     except OSError as e:
         raise AudioError(path, "not_a_file", str(e)) from e
-    return _digest(f"{path}|{st.st_size}|{st.st_mtime_ns}")[:24]
+    span = "" if start_s is None else f"|{start_s:.3f}-{end_s:.3f}"
+    return _digest(f"{path}|{st.st_size}|{st.st_mtime_ns}{span}")[:24]
 
 
-def _extract_one(job: tuple[FeatureStore, str, str]) -> tuple[str, str, str | None]:
-    store, path, key = job
+def _extract_one(
+    job: tuple[FeatureStore, object, AudioSpan, str],
+) -> tuple[object, str, str | None]:
+    store, item, span, key = job
     try:
-        feats = store.settings.compute(path)
+        feats = store.settings.compute(span.path, span.start_s, span.end_s)
     except AudioError as e:
-        return path, key, e.reason
+        return item, key, e.reason
     target = store.entry_path(key)
     target.parent.mkdir(parents=True, exist_ok=True)
     tmp = _tmp_name(target)
@@ -277,7 +289,7 @@ def _extract_one(job: tuple[FeatureStore, str, str]) -> tuple[str, str, str | No
     except BaseException:
         tmp.unlink(missing_ok=True)
         raise
-    return path, key, None
+    return item, key, None
 
 
 def _streamed_mean_std(

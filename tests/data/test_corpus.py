@@ -1,13 +1,21 @@
-"""load_corpus from a config: skips, skip ratio, unlabelled folders, hidden labels."""
+"""load_corpus from a config: skips, skip ratio, unlabelled folders, hidden labels, and long
+recordings in the unlabelled pool (their segments become utterances; files without speech and
+broken files are listed; the rest of the pool is used)."""
 
 from __future__ import annotations
 
 import numpy as np
 import pytest
+import soundfile as sf
+from omegaconf import OmegaConf
 
-from deepemocluster.config import load_config
+from deepemocluster.config import DemoConfig, SegmentConfig, load_config
 from deepemocluster.data.corpus import beyond_label_fraction, hide_labels, load_corpus
+from deepemocluster.data.demo_episodes import EpisodeSpec, music, render_episode
+from deepemocluster.data.demo_plan import plan_corpus
+from deepemocluster.data.demo_voice import SAMPLE_RATE
 from deepemocluster.data.manifest import UNLABELLED_SPLIT, Utterance
+from deepemocluster.data.segments import NO_SPEECH, SegmentSettings, segment_file
 from deepemocluster.errors import TooManyBadFilesError
 
 
@@ -120,3 +128,61 @@ def test_hide_labels_is_deterministic_per_seed():
 
     assert kept(7) == kept(7)
     assert len({tuple(kept(s)) for s in range(5)}) > 1
+
+
+# --- long recordings in the unlabelled pool ----------------------------------------------------
+
+SETTINGS = SegmentSettings.from_config(OmegaConf.structured(SegmentConfig))
+
+
+def _write_episode(path, seconds: float) -> None:
+    plan = plan_corpus(DemoConfig(n_train=2, n_dev=0, n_test=0, n_unlabelled=4, n_speakers=3))
+    speakers = tuple(sorted({u.speaker for u in plan if u.split is None}, key=lambda s: s.spk_id))
+    samples, _ = render_episode(EpisodeSpec(0, path.name, speakers, seconds, 1000, (1.5, 4.5)), 0)
+    sf.write(path, samples, SAMPLE_RATE, subtype="PCM_16")
+
+
+def test_segments_of_a_long_unlabelled_recording_are_utterances(
+    make_msp_corpus, tmp_path, write_audio
+):
+    root = make_msp_corpus()  # 10 labelled files
+    pool = tmp_path / "podcasts"
+    pool.mkdir()
+    _write_episode(pool / "show.wav", 60.0)
+    write_audio(pool / "clip.wav", 0.5, freq=300.0)  # short: stays one utterance
+    rng = np.random.default_rng(1)
+    sf.write(pool / "jingle.wav", 0.3 * music(20 * SAMPLE_RATE, rng), SAMPLE_RATE)
+    broken = pool / "broken.flac"
+    _write_episode(broken, 30.0)
+    broken.write_bytes(broken.read_bytes()[: broken.stat().st_size // 2])
+    args = ["data.format=msp_podcast", f"data.root={root}", f"data.unlabelled=[{pool}]"]
+    args += [f"features.store={tmp_path / 'features'}", "features.n_mels=16", "features.workers=2"]
+    args += ["data.max_skip_ratio=0.2"]  # 2 of 14 files give no segment
+
+    corpus = load_corpus(load_config(overrides=args))
+
+    expected = segment_file(pool / "show.wav", SETTINGS).segments
+    unlabelled = [corpus.manifest[i] for i in corpus.rows(UNLABELLED_SPLIT)]
+    segments = [u for u in unlabelled if u.start_s is not None]
+    assert [(u.start_s, u.end_s) for u in segments] == list(expected) and len(expected) >= 4
+    assert [u.id for u in segments] == [f"podcasts/show@{a:.2f}-{b:.2f}" for a, b in expected]
+    assert [u.id for u in unlabelled if u.start_s is None] == ["podcasts/clip"]
+    assert sorted(corpus.skipped) == [
+        (str(broken), "unreadable"),
+        (str(pool / "jingle.wav"), NO_SPEECH),
+    ]
+    assert len(corpus.manifest) == len(corpus.packed) == 10 + 1 + len(expected)
+    # each segment's features cover its span (hop 256), and differ from segment to segment
+    rows = {u.id: i for i, u in enumerate(corpus.manifest)}
+    for u in segments:
+        frames = corpus.packed.utterance(rows[u.id])
+        assert frames.shape[0] == 1 + round((u.end_s - u.start_s) * SAMPLE_RATE) // 256
+    first, second = (np.asarray(corpus.packed.utterance(rows[u.id])) for u in segments[:2])
+    assert not np.allclose(first.mean(0), second.mean(0))
+
+    # a second load reads the cached segment lists and entries: the same data
+    assert load_corpus(load_config(overrides=args)).fingerprint == corpus.fingerprint
+    # never: the episode is one utterance again
+    whole = load_corpus(load_config(overrides=[*args, "data.segment=never"]))
+    assert "podcasts/show" in {u.id for u in whole.manifest}
+    assert not any(u.start_s is not None for u in whole.manifest)

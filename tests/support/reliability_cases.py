@@ -92,7 +92,7 @@ AUDIO_CASES = [
     AudioCase("truncated_header", ".wav", _truncated, "unreadable", "unreadable"),
     AudioCase("zero_bytes", ".wav", _zero_bytes, "empty_file", "empty_file"),
     AudioCase("clip_0.05s", ".wav", _sound(0.05), USED, USED, 0.05),
-    AudioCase("clip_60s", ".wav", _sound(60.0), USED, USED, 60.0),
+    AudioCase("clip_60s", ".wav", _sound(60.0), USED, "no speech found", 60.0),  # unlabelled: cut
     AudioCase("all_zeros", ".wav", _samples(np.zeros(SR), "PCM_16"), "silent", "silent"),
     AudioCase("nan_samples", ".wav", _samples(_with(100, np.nan)), "non_finite", "non_finite"),
     AudioCase("inf_samples", ".wav", _samples(_with(100, np.inf)), "non_finite", "non_finite"),

@@ -17,7 +17,8 @@ from deepemocluster.config import DemoConfig, load_config
 from deepemocluster.data import demo
 from deepemocluster.data.corpus import load_corpus
 from deepemocluster.data.demo import generate_demo_corpus, plan_corpus, speakers_per_part
-from deepemocluster.data.manifest import read_msp_podcast
+from deepemocluster.data.demo_episodes import TURN_GAP_S, UTTERANCE_GAP_S
+from deepemocluster.data.manifest import read_msp_podcast, read_unlabelled
 from deepemocluster.errors import ConfigError
 from tests.support.bench import load_benchmark
 
@@ -111,6 +112,62 @@ def test_manifest_reader_accepts_the_corpus(small: Path) -> None:
     assert all(Path(u.path).is_file() for u in manifest)
 
 
+# --- long episodes ---------------------------------------------------------------------------
+
+EPISODES = replace(TINY, n_unlabelled=4, n_episodes=2, episode_seconds=45.0)
+
+
+@pytest.fixture(scope="module")
+def episodes(tmp_path_factory) -> Path:
+    return generate_demo_corpus(tmp_path_factory.mktemp("demo") / "episodes", EPISODES)
+
+
+def _turn_rows(root: Path) -> list[dict[str, str]]:
+    with (root / "Labels" / "episode_turns.csv").open(newline="") as f:
+        return list(csv.DictReader(f))
+
+
+def test_episodes_are_long_unlabelled_files_with_their_speech_listed(episodes: Path) -> None:
+    files = sorted((episodes / "Unlabelled" / "episodes").glob("*.wav"))
+    assert [p.name for p in files] == ["EPISODE_01.wav", "EPISODE_02.wav"]
+    rows = _turn_rows(episodes)
+    unlabelled_speakers = {u.speaker.spk_id for u in plan_corpus(EPISODES) if u.split is None}
+    assert {int(r["speaker"]) for r in rows} <= unlabelled_speakers
+    for path in files:
+        info = sf.info(path)
+        assert (info.samplerate, info.channels, info.subtype) == (16000, 1, "PCM_16")
+        assert 30.0 - 0.01 <= info.duration <= 60.0 + 0.01  # episode_seconds × [2/3, 4/3]
+        mine = [r for r in rows if r["episode"] == f"episodes/{path.stem}"]
+        assert len({r["turn"] for r in mine}) >= 2
+        audio, _ = sf.read(path)
+        spans = [(float(r["start_s"]), float(r["end_s"]), int(r["turn"])) for r in mine]
+        assert spans[0][0] > 0 and spans[-1][1] < info.duration
+        for (_, end, turn), (start, _, next_turn) in zip(spans, spans[1:], strict=False):
+            gap = start - end
+            if turn == next_turn:  # shorter than segment.pause_s: one turn for the segmenter
+                assert 0 < gap < UTTERANCE_GAP_S[1] + 0.11
+            else:
+                assert TURN_GAP_S[0] <= gap
+        # speech is louder than the tone bed and noise between turns
+        speech = np.concatenate([audio[round(a * 16000) : round(b * 16000)] for a, b, _ in spans])
+        between = audio[round((spans[0][0] - 0.9) * 16000) : round((spans[0][0] - 0.2) * 16000)]
+        assert np.sqrt(np.mean(speech**2)) > 1.5 * np.sqrt(np.mean(between**2)) > 0
+
+
+def test_episodes_are_read_as_unlabelled_audio_and_reproducible(episodes, tmp_path) -> None:
+    ids = {u.id for u in read_unlabelled([episodes / "Unlabelled"])}
+    assert {"Unlabelled/episodes/EPISODE_01", "Unlabelled/episodes/EPISODE_02"} <= ids
+    assert len(ids) == EPISODES.n_unlabelled + EPISODES.n_episodes
+    again = generate_demo_corpus(tmp_path / "again", EPISODES)
+    for name in ("Unlabelled/episodes/EPISODE_02.wav", "Labels/episode_turns.csv"):
+        assert (again / name).read_bytes() == (episodes / name).read_bytes()
+
+
+def test_episodes_need_unlabelled_speakers(tmp_path) -> None:
+    with pytest.raises(ConfigError, match="n_episodes"):
+        generate_demo_corpus(tmp_path / "bad", replace(EPISODES, n_unlabelled=0))
+
+
 # --- audio -----------------------------------------------------------------------------------
 
 
@@ -139,7 +196,7 @@ def test_same_seed_gives_identical_bytes(small: Path, tmp_path: Path) -> None:
 
 @pytest.mark.slow  # starts two spawned processes (~3 s)
 def test_worker_processes_do_not_change_the_files(small: Path, tmp_path: Path, monkeypatch) -> None:
-    monkeypatch.setattr(demo, "_MIN_PARALLEL", 1)
+    monkeypatch.setattr(demo, "_MIN_PARALLEL_SECONDS", 1.0)
     parallel = generate_demo_corpus(tmp_path / "parallel", SMALL, workers=2)
     for a, b in zip(_wavs(parallel), _wavs(small), strict=True):
         assert a.read_bytes() == b.read_bytes(), a.name

@@ -18,6 +18,7 @@ import pytest
 
 import deepemocluster
 from deepemocluster.config import load_config
+from deepemocluster.data.audio import AudioSpan
 from deepemocluster.data.features import FeatureSettings, FeatureStore, entry_key
 from tests.support.memory_probe import mapped_rss_kib
 
@@ -116,6 +117,28 @@ def test_second_pass_reuses_entries(tmp_path, good_files):
     assert {p: p.stat().st_mtime_ns for p in entries(store)} == mtimes
     assert (store.load(planted_key) == 42.0).all()
     assert elapsed < 1.0  # nothing decoded, no worker pool started
+
+
+def test_a_segment_is_an_entry_of_its_own_keyed_by_its_span(tmp_path, write_audio):
+    t = np.arange(6 * 16000) / 16000
+    path = str(write_audio("audio/long.wav", data=0.5 * np.sin(2 * np.pi * (200 + 100 * t) * t)))
+    spans = [AudioSpan(path, 1.0, 2.5), AudioSpan(path, 2.5, 5.75), AudioSpan(path)]
+    store = FeatureStore(tmp_path / "store", SETTINGS)
+    result = store.extract([*spans, AudioSpan(path, 7.0, 9.0)], workers=2)
+    assert len(set(result.keys.values())) == 3 == len(result.keys)
+    assert result.keys[AudioSpan(path)] == entry_key(path)  # a whole file keeps its old key
+    for span, seconds in zip(spans, (1.5, 3.25, 6.0), strict=True):
+        feats = store.load(result.keys[span])
+        assert feats.shape[0] == 1 + round(seconds * 16000) // 256
+        np.testing.assert_array_equal(feats, SETTINGS.compute(path, span.start_s, span.end_s))
+    # the segments differ: the rising tone sits higher in the later one
+    first, second = (store.load(result.keys[s]).mean(axis=0) for s in spans[:2])
+    assert np.argmax(first) < np.argmax(second)
+    # a span past the end of the file is skipped, named with its span
+    assert result.skipped == [(f"{path}@7.00-9.00", "too_short")]
+    # the same spans again: nothing new
+    assert store.extract(spans).keys == {s: result.keys[s] for s in spans}
+    assert len(entries(store)) == 3
 
 
 def test_changed_audio_file_gets_a_new_entry(tmp_path, write_audio):
@@ -227,9 +250,9 @@ _KILLABLE = textwrap.dedent(
     class Throttled(FeatureSettings):
         # Same fields, so the same settings key and folder as the plain settings; the pause only
         # gives the parent time to kill this process in the middle of the pass.
-        def compute(self, path):
+        def compute(self, path, start_s=None, end_s=None):
             time.sleep(0.02)
-            return super().compute(path)
+            return super().compute(path, start_s, end_s)
 
     root, settings, listing = sys.argv[1:]
     store = FeatureStore(root, Throttled(**json.loads(settings)))

@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 import soundfile as sf
 
-from deepemocluster.data.audio import load_audio, mel_features
+from deepemocluster.data.audio import audio_seconds, load_audio, mel_features, stream_audio
 from deepemocluster.errors import AudioError
 
 SR = 16000
@@ -217,6 +217,70 @@ def test_audio_error_message_names_the_file_and_reason(tmp_path):
     with pytest.raises(AudioError) as err:
         load_audio(path, SR)
     assert str(err.value).startswith(f"{path}: empty_file")
+
+
+# --- spans and streams of long files -----------------------------------------------------------
+
+
+def _chirp(seconds: float, sr: int, channels: int = 1) -> np.ndarray:
+    """A rising tone: every stretch of it differs, so an offset error cannot go unnoticed."""
+    t = np.arange(round(seconds * sr)) / sr
+    x = 0.5 * np.sin(2 * np.pi * (100 * t + 40 * t**2))
+    return x if channels == 1 else np.stack([x, 0.5 * x], axis=1)
+
+
+@pytest.mark.parametrize("sr, channels", [(16000, 1), (44100, 2)])
+def test_a_span_is_the_same_samples_as_the_whole_file_there(write_audio, sr, channels):
+    path = write_audio(f"long{sr}.flac", data=_chirp(6.0, sr, channels), sr=sr, subtype="PCM_24")
+    whole = load_audio(path, SR)
+    span = load_audio(path, SR, start_s=2.5, end_s=4.0)
+    assert len(span) == round(1.5 * SR)
+    piece = whole[round(2.5 * SR) : round(4.0 * SR)]
+    inner = slice(SR // 50, -SR // 50)  # 20 ms at each end are resampled without their outside
+    np.testing.assert_allclose(span[inner], (piece / np.abs(piece).max())[inner], atol=2e-3)
+    assert audio_seconds(path) == pytest.approx(6.0)
+
+
+def test_a_span_past_the_end_is_too_short(write_audio):
+    path = write_audio("short.wav", 1.0)
+    with pytest.raises(AudioError, match="too_short"):
+        load_audio(path, SR, min_samples=N_FFT, start_s=1.5, end_s=3.0)
+
+
+@pytest.mark.parametrize("sr, channels", [(16000, 1), (22050, 1), (48000, 2)])
+def test_stream_never_returns_more_than_a_block(write_audio, sr, channels):
+    """A long file comes in blocks of exactly ``block`` samples (the last shorter), at 16 kHz,
+    mono, at its own level, and the blocks put together are the whole file."""
+    seconds, block = 20.0, 4096
+    path = write_audio(
+        f"stream{sr}.wav", data=_chirp(seconds, sr, channels), sr=sr, subtype="FLOAT"
+    )
+    blocks = list(stream_audio(path, SR, block))
+    assert all(b.dtype == np.float32 and b.ndim == 1 for b in blocks)
+    assert max(len(b) for b in blocks) == block
+    assert all(len(b) == block for b in blocks[:-1]) and 0 < len(blocks[-1]) <= block
+    streamed = np.concatenate(blocks)
+    assert abs(len(streamed) - seconds * SR) <= 1
+    whole = load_audio(path, SR)  # peak-normalised: compare shapes, not levels
+    level = np.abs(streamed).max()
+    assert level == pytest.approx(0.375 if channels == 2 else 0.5, rel=0.02)  # mean of [x, x/2]
+    np.testing.assert_allclose(streamed[: len(whole)] / level, whole[: len(streamed)], atol=2e-3)
+
+
+def test_stream_names_a_file_that_breaks_off(write_audio):
+    path = write_audio("cut.flac", data=_chirp(10.0, SR), subtype="PCM_16")
+    path.write_bytes(path.read_bytes()[: path.stat().st_size // 2])
+    with pytest.raises(AudioError, match="unreadable") as err:
+        for _ in stream_audio(path, SR, 4096):
+            pass
+    assert str(path) in str(err.value)
+
+
+def test_stream_rejects_non_finite_samples(write_audio):
+    x = _chirp(3.0, SR).astype(np.float32)
+    x[30000] = np.nan
+    with pytest.raises(AudioError, match="non_finite"):
+        list(stream_audio(write_audio("nan_long.wav", data=x, subtype="FLOAT"), SR, 4096))
 
 
 # --- mel features -------------------------------------------------------------------------------
