@@ -23,11 +23,12 @@ import torch
 
 from deepemocluster import plots, report, stats
 from deepemocluster.checkpoint import Checkpoint
-from deepemocluster.config import ATTRIBUTES, flatten
+from deepemocluster.config import flatten
 from deepemocluster.data.corpus import Corpus, load_corpus
 from deepemocluster.data.manifest import Utterance
 from deepemocluster.errors import CheckpointError, ConfigError, DeepEmoClusterError, ManifestError
 from deepemocluster.predict import Predictor
+from deepemocluster.schema import ATTRIBUTES
 from deepemocluster.tracking import (
     RunRecord,
     download_artifact,

@@ -33,7 +33,7 @@ from tqdm import tqdm
 
 from deepemocluster.data.audio import AudioSpan, load_audio, mel_features
 from deepemocluster.errors import AudioError
-from deepemocluster.faults import failpoint
+from deepemocluster.files import temporary_name, write_atomic
 
 _FORMAT_VERSION = 1
 
@@ -167,7 +167,7 @@ class FeatureStore:
         (self.dir / "packed").mkdir(parents=True, exist_ok=True)
         meta = self.dir / "settings.json"
         if not meta.exists():
-            _atomic_write_text(meta, json.dumps(asdict(settings), indent=2))
+            write_atomic(meta, json.dumps(asdict(settings), indent=2))
 
     def entry_path(self, key: str) -> Path:
         return self.dir / "entries" / key[:2] / f"{key}.npy"
@@ -226,7 +226,7 @@ class FeatureStore:
         if not index_path.exists():
             lengths = [self.load(k).shape[0] for k in keys]
             offsets = np.concatenate([[0], np.cumsum(lengths, dtype=np.int64)])
-            tmp = _tmp_name(data_path)
+            tmp = temporary_name(data_path)  # a memory map is filled in place, then renamed
             out = np.lib.format.open_memmap(
                 tmp, mode="w+", dtype=np.float32, shape=(int(offsets[-1]), self.settings.n_mels)
             )
@@ -235,7 +235,7 @@ class FeatureStore:
             out.flush()
             del out
             os.replace(tmp, data_path)
-            _atomic_write_text(index_path, json.dumps({"offsets": offsets.tolist()}))
+            write_atomic(index_path, json.dumps({"offsets": offsets.tolist()}))
         offsets = np.asarray(json.loads(index_path.read_text())["offsets"], dtype=np.int64)
         return PackedFeatures(name, np.load(data_path, mmap_mode="r"), offsets)
 
@@ -247,10 +247,7 @@ class FeatureStore:
         path = self.dir / "packed" / f"stats-{name}.npz"
         if not path.exists():
             mean, std = _streamed_mean_std(packed, indices)
-            tmp = _tmp_name(path)
-            with open(tmp, "wb") as f:
-                np.savez(f, mean=mean, std=std)
-            os.replace(tmp, path)
+            write_atomic(path, lambda f: np.savez(f, mean=mean, std=std))
         with np.load(path) as stats:
             return stats["mean"], stats["std"]
 
@@ -278,17 +275,7 @@ def _extract_one(
         feats = store.settings.compute(span.path, span.start_s, span.end_s)
     except AudioError as e:
         return item, key, e.reason
-    target = store.entry_path(key)
-    target.parent.mkdir(parents=True, exist_ok=True)
-    tmp = _tmp_name(target)
-    try:
-        with open(tmp, "wb") as f:
-            np.save(f, feats)
-        failpoint("feature_write")
-        os.replace(tmp, target)
-    except BaseException:
-        tmp.unlink(missing_ok=True)
-        raise
+    write_atomic(store.entry_path(key), lambda f: np.save(f, feats), point="feature_write")
     return item, key, None
 
 
@@ -317,13 +304,3 @@ def _streamed_mean_std(
 
 def _digest(text: str) -> str:
     return hashlib.sha1(text.encode()).hexdigest()
-
-
-def _tmp_name(path: Path) -> Path:
-    return path.with_name(f".{path.name}.{os.getpid()}.tmp")
-
-
-def _atomic_write_text(path: Path, text: str) -> None:
-    tmp = _tmp_name(path)
-    tmp.write_text(text)
-    os.replace(tmp, path)

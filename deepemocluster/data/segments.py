@@ -19,7 +19,6 @@ import hashlib
 import importlib.util
 import json
 import logging
-import os
 import threading
 from collections.abc import Iterator, Sequence
 from concurrent.futures import ThreadPoolExecutor
@@ -36,6 +35,7 @@ from deepemocluster.data.audio import audio_seconds, stream_audio
 from deepemocluster.data.features import entry_key
 from deepemocluster.data.manifest import UNLABELLED_SPLIT, Manifest, Utterance
 from deepemocluster.errors import AudioError
+from deepemocluster.files import write_atomic
 
 log = logging.getLogger(__name__)
 
@@ -316,10 +316,7 @@ class SegmentIndex:
             found = _segment(path, self.settings)
         except AudioError as e:  # not cached: a fixed file is retried next run
             return e
-        target.parent.mkdir(parents=True, exist_ok=True)
-        tmp = target.with_name(f".{target.name}.{os.getpid()}.{threading.get_ident()}.tmp")
-        tmp.write_text(json.dumps(asdict(found)))
-        os.replace(tmp, target)
+        write_atomic(target, json.dumps(asdict(found)))
         return found
 
 

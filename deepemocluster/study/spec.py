@@ -2,7 +2,7 @@
 
 A study file is YAML merged over ``StudySpec``; ``study.<key>=value`` on the command line overrides
 it. Unknown keys fail naming the key. Every parameter must be an option of the training schema
-(``deepemocluster/config.py``) and every value it can take must pass that schema's checks, so a
+(``deepemocluster/schema.py``) and every value it can take must pass that schema's checks, so a
 typo costs nothing rather than a trial.
 """
 
@@ -17,8 +17,9 @@ from typing import Any
 from omegaconf import OmegaConf
 from omegaconf.errors import OmegaConfBaseException
 
-from deepemocluster.config import Config, flatten, load_config
+from deepemocluster.config import flatten, load_config
 from deepemocluster.errors import ConfigError
+from deepemocluster.schema import Config
 
 SAMPLERS = ("grid", "tpe")
 # Set by the study for every trial (run names, store, resume), never a parameter.

@@ -20,6 +20,7 @@ from deepemocluster import clustering, distributed
 from deepemocluster.checkpoint import Checkpoint
 from deepemocluster.config import flatten, resolve_path
 from deepemocluster.data.corpus import load_corpus
+from deepemocluster.data.segments import write_segments_csv
 from deepemocluster.errors import ConfigError, TooManyBadFilesError, TrackingError
 from deepemocluster.tracking import Tracker
 from deepemocluster.training.data import TrainingData, build_data
@@ -199,6 +200,7 @@ def _load_data(cfg: DictConfig, folder: RunFolder, tracker: Tracker) -> Training
         raise TooManyBadFilesError(f"{e}; all listed in {skipped}", e.skipped) from e
     data = build_data(corpus, cfg)
     folder.write_skipped(corpus.skipped)
+    n_segments = write_segments_csv(folder.path / "segments.csv", corpus.manifest)
     tracker.set_tags(
         {
             "git_commit": _git_commit(),
@@ -208,13 +210,16 @@ def _load_data(cfg: DictConfig, folder: RunFolder, tracker: Tracker) -> Training
     )
     tracker.log_artifact(folder.path / "config.yaml")
     tracker.log_artifact(folder.path / "skipped.csv")
+    tracker.log_artifact(folder.path / "segments.csv")
     (folder.path / "utterances.txt").write_text(
         "\n".join(corpus.manifest[r].id for r in data.train.rows) + "\n"
     )
     log.info(
-        "data: %d labelled + %d unlabelled training utterances, %d dev, %d test, %d skipped files",
+        "data: %d labelled + %d unlabelled training utterances (%d of them segments of long "
+        "recordings), %d dev, %d test, %d skipped files",
         data.n_labelled,
         len(data.train) - data.n_labelled,
+        n_segments,
         len(data.dev),
         len(data.test),
         len(corpus.skipped),

@@ -6,7 +6,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from deepemocluster.config import ATTRIBUTES
+from deepemocluster.schema import ATTRIBUTES
 from tests.support.bench import machine_ok, run_quick
 
 

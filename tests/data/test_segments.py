@@ -14,7 +14,7 @@ import pytest
 import soundfile as sf
 from omegaconf import OmegaConf
 
-from deepemocluster.config import DemoConfig, SegmentConfig, load_config
+from deepemocluster.config import load_config
 from deepemocluster.data.demo_episodes import EpisodeSpec, music, render_episode
 from deepemocluster.data.demo_plan import plan_corpus
 from deepemocluster.data.demo_voice import SAMPLE_RATE, coloured_noise
@@ -29,6 +29,7 @@ from deepemocluster.data.segments import (
     write_segments_csv,
 )
 from deepemocluster.errors import AudioError, ConfigError
+from deepemocluster.schema import DemoConfig, SegmentConfig
 
 SETTINGS = SegmentSettings.from_config(OmegaConf.structured(SegmentConfig))
 HAS_ONNX = importlib.util.find_spec("onnxruntime") is not None
