@@ -64,10 +64,9 @@ class OnnxBackend:
 
     def dataset(self, packed: PackedFeatures, rows: np.ndarray) -> ChunkDataset:
         """Raw chunks (padding zeroed, NaN → 0): the graph normalises with the Train statistics."""
-        c = self.cfg.chunking
         n_mels = packed.frames.shape[1]
         zero, one = np.zeros(n_mels, np.float32), np.ones(n_mels, np.float32)
-        return ChunkDataset(packed, rows, zero, one, c.n_chunks, c.frames, np.inf)
+        return ChunkDataset.for_rows(packed, rows, zero, one, self.cfg.chunking, clip=np.inf)
 
     def run(self, ds: ChunkDataset, ratings: bool = True, clusters: bool = False) -> Outputs:
         wanted = ([RATINGS] if ratings else []) + ([CLUSTER, DISTANCE] if clusters else [])

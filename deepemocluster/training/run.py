@@ -45,8 +45,8 @@ def run(
     world, device = distributed.init(select_device(cfg.train.device), cfg.train.dist_timeout_min)
     try:
         if not world.is_main:
-            return _follow(cfg, device, world, hooks)
-        return _lead(cfg, config_name, parent_run_id, device, world, hooks)
+            return _run_on_other_rank(cfg, device, world, hooks)
+        return _run_on_rank_zero(cfg, config_name, parent_run_id, device, world, hooks)
     finally:
         distributed.shutdown(world)
 
@@ -82,7 +82,7 @@ class Recorder(Hooks):
         log.info("epoch %d/%d  %s", epoch, t.cfg.train.epochs, _format(metrics))
 
 
-def _lead(
+def _run_on_rank_zero(
     cfg: DictConfig,
     config_name: str,
     parent_run_id: str | None,
@@ -227,7 +227,7 @@ def _load_data(cfg: DictConfig, folder: RunFolder, tracker: Tracker) -> Training
     return data
 
 
-def _follow(
+def _run_on_other_rank(
     cfg: DictConfig, device: torch.device, world: distributed.World, hooks: Sequence[Hooks]
 ) -> dict[str, float]:
     """The run as a torchrun rank other than 0 does it: the same epochs, with no files, no
