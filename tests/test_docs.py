@@ -66,7 +66,10 @@ def test_config_row(case):
 def test_every_failpoint_is_documented():
     names = set()
     for path in (ROOT / "deepemocluster").rglob("*.py"):
-        names |= set(re.findall(r'failpoint\(f?"([a-z_{}.]+)"\)', path.read_text()))
+        # failpoint("name"), failpoint(point or f"write_{path.stem}"), write_atomic(..., point="name")
+        names |= set(
+            re.findall(r'(?:failpoint\((?:\w+ or )?|point=)f?"([a-z_{}.]+)"', path.read_text())
+        )
     names = {n.replace("{path.stem}", "checkpoint_last") for n in names} | {
         n.replace("{path.stem}", "checkpoint_best") for n in names
     }

@@ -39,8 +39,8 @@ MLFLOW = shutil.which("mlflow", path=str(Path(sys.executable).parent)) or "mlflo
 def model_dir(trained_run, tmp_path_factory) -> Path:
     """The run's logged model, downloaded as MLflow stores it. A ``runs:/`` model URI is resolved
     through the process's current store, so that is the run's own for the download."""
-    before = mlflow.get_tracking_uri()
-    mlflow.set_tracking_uri(trained_run.uri)
+    before, env_before = mlflow.get_tracking_uri(), os.environ.get("MLFLOW_TRACKING_URI")
+    mlflow.set_tracking_uri(trained_run.uri)  # (which mlflow also exports to the environment)
     try:
         return Path(
             mlflow.artifacts.download_artifacts(
@@ -51,6 +51,10 @@ def model_dir(trained_run, tmp_path_factory) -> Path:
         )
     finally:
         mlflow.set_tracking_uri(before)
+        if env_before is None:  # later runs in this process must find their default store
+            os.environ.pop("MLFLOW_TRACKING_URI", None)
+        else:
+            os.environ["MLFLOW_TRACKING_URI"] = env_before
 
 
 @pytest.fixture(scope="module")
