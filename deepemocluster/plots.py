@@ -214,7 +214,7 @@ def timeline(
         band.set_ylabel("cluster", rotation=0, ha="right", va="center")
         colours = cluster_colours(int(clusters.max()) + 1)
         _cluster_blocks(band, start_min, end_min, clusters, colours, 0.0, 1.0)
-        _cluster_legend(band, clusters, colours, (1.01, 1.6))
+        _cluster_legend(band, clusters, colours, "lower left", (1.01, 0.0))
     fig.subplots_adjust(left=0.08, right=0.8, top=0.92, bottom=0.12, hspace=0.08)
     fig.savefig(path)
     plt.close(fig)
@@ -238,7 +238,9 @@ def recording_strips(
     ax.set_xlim(0, max(float(e.max()) for _, e, _ in segments) / 60)
     ax.set_xlabel("time in the recording (minutes)")
     ax.set_title("Clusters along each recording (white: no segment)")
-    _cluster_legend(ax, np.concatenate([c for _, _, c in segments]), colours, (1.01, 1.0))
+    _cluster_legend(
+        ax, np.concatenate([c for _, _, c in segments]), colours, "upper left", (1.01, 1.0)
+    )
     fig.subplots_adjust(left=0.25, right=0.8, top=1 - 0.5 / fig.get_figheight())
     fig.subplots_adjust(bottom=0.6 / fig.get_figheight())
     fig.savefig(path)
@@ -283,13 +285,16 @@ def _cluster_blocks(
 
 
 def _cluster_legend(
-    ax: plt.Axes, clusters: np.ndarray, colours: list, anchor: tuple[float, float]
+    ax: plt.Axes, clusters: np.ndarray, colours: list, loc: str, anchor: tuple[float, float]
 ) -> None:
+    """The clusters present, and white for no segment, in the right margin: one column of up
+    to 14 entries, more columns in a smaller font beyond."""
     handles = [Patch(color=colours[c], label=f"cluster {c}") for c in sorted(set(clusters))]
     handles.append(Patch(facecolor="white", edgecolor="0.6", label="no segment"))
+    columns = -(-len(handles) // 14)
     ax.legend(
-        handles=handles, loc="upper left", bbox_to_anchor=anchor, fontsize=8, frameon=False,
-        ncol=1 + len(handles) // 9,
+        handles=handles, loc=loc, bbox_to_anchor=anchor, fontsize=8 if columns == 1 else 6,
+        frameon=False, ncol=columns, columnspacing=0.8, handlelength=1.2,
     )  # fmt: skip
 
 

@@ -7,6 +7,7 @@ import numpy as np
 import pytest
 from omegaconf import OmegaConf
 
+from deepemocluster import plots
 from deepemocluster.checkpoint import Checkpoint
 from deepemocluster.data.segments import NO_SPEECH, SegmentSettings, segment_file
 from deepemocluster.errors import ConfigError
@@ -103,3 +104,13 @@ def test_rows_do_not_depend_on_the_batch_size(trained_run, long_recordings, tmp_
             )
             assert (got["cluster"], got["error"]) == (expected["cluster"], expected["error"])
     assert np.isfinite([r["arousal"] for r in one_by_one if not r["error"]]).all()
+
+
+def test_timeline_picture_of_a_model_without_clusters(tmp_path, assert_png):
+    starts = np.array([3.0, 12.0, 30.0, 41.0])
+    ratings = {a: np.array([2.0, 4.5, 6.0, 3.0]) + i for i, a in enumerate(AVD)}
+    path = plots.timeline(
+        "show.wav", starts, starts + 8.0, ratings, None, 60.0, tmp_path / "show.png"
+    )
+    image = assert_png(path)
+    assert image.shape[1::-1] == plots.TIMELINE_PIXELS
