@@ -29,6 +29,7 @@ from deepemocluster.data.manifest import Utterance
 from deepemocluster.errors import CheckpointError, ConfigError, DeepEmoClusterError, ManifestError
 from deepemocluster.predict import Predictor
 from deepemocluster.recordings import RECORDING_METRICS, analyse_recordings
+from deepemocluster.recordings import verdict as recording_verdict
 from deepemocluster.schema import ATTRIBUTES
 from deepemocluster.tracking import (
     RunRecord,
@@ -369,7 +370,10 @@ def main(argv: list[str] | None = None) -> int:
     except DeepEmoClusterError as e:
         log.error("%s", e)
         return 1
-    print("\n".join(report.verdict(summary)))
+    lines = report.verdict(summary)
+    if "recordings" in summary:
+        lines += recording_verdict(summary["recordings"])
+    print("\n".join(lines))
     return 0
 
 

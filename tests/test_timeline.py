@@ -88,22 +88,22 @@ def test_rows_do_not_depend_on_the_batch_size(trained_run, long_recordings, tmp_
         long_recordings.episode,
     ]
     predictor = Predictor.from_checkpoint(Checkpoint.load(trained_run.checkpoint))
-    one_by_one = list(predictor.predict(paths, batch_files=1))
+    pairs = list(predictor.predict(paths, batch_files=2))
     n = len(segment_file(long_recordings.episode, SETTINGS).segments)
-    assert len(one_by_one) == 2 * (n + 1) + 3
-    assert [r["path"] for r in one_by_one] == [
+    assert len(pairs) == 2 * (n + 1) + 3
+    assert [r["path"] for r in pairs] == [
         str(p) for p in paths for _ in range(n + 1 if p == long_recordings.episode else 1)
     ]
-    for batch in (3, 64):
+    for batch in (3, 64):  # batches that end inside a file, and one that holds all
         rows = list(predictor.predict(paths, batch_files=batch))
-        assert [r["segment"] for r in rows] == [r["segment"] for r in one_by_one]
-        for got, expected in zip(rows, one_by_one, strict=True):
+        assert [r["segment"] for r in rows] == [r["segment"] for r in pairs]
+        for got, expected in zip(rows, pairs, strict=True):
             numbers = [k for k, v in expected.items() if isinstance(v, float)]
             assert [got[k] for k in numbers] == pytest.approx(
                 [expected[k] for k in numbers], abs=1e-5
             )
             assert (got["cluster"], got["error"]) == (expected["cluster"], expected["error"])
-    assert np.isfinite([r["arousal"] for r in one_by_one if not r["error"]]).all()
+    assert np.isfinite([r["arousal"] for r in pairs if not r["error"]]).all()
 
 
 def test_timeline_picture_of_a_model_without_clusters(tmp_path, assert_png):
