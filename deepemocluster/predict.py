@@ -2,11 +2,13 @@
 
 Per audio file: arousal/valence/dominance on the labels' scale (1–7; clipped to it), the cluster of the run's final
 clustering (majority vote of the file's chunks) with the mean distance of the voting chunks to its
-centroid, and the duration. Files are processed a small batch at a time and each batch's rows are
-written at once, so thousands of files need no more memory than one batch; a file that cannot be
-used gets its reason in the ``error`` column and the batch goes on. The network runs in torch,
-or (``--backend onnx``) in onnxruntime from an exported file; decoding, features and chunking are
-the same code for both.
+centroid, and the duration. A long recording (``--segment auto``: longer than ``segment.max_s``)
+is cut into speaking turns as in training and gets one row per turn and a ``whole-file`` summary
+row (``timeline.py``); ``--timeline DIR`` draws each file's ratings over time. Files are
+processed a small batch at a time and each batch's rows are written at once, so thousands of
+files need no more memory than one batch; a file that cannot be used gets its reason in the
+``error`` column and the batch goes on. The network runs in torch, or (``--backend onnx``) in
+onnxruntime from an exported file; decoding, features and chunking are the same code for both.
 """
 
 from __future__ import annotations
@@ -25,17 +27,28 @@ import numpy as np
 import torch
 from omegaconf import DictConfig
 
+from deepemocluster import plots
 from deepemocluster.checkpoint import Checkpoint
 from deepemocluster.cli import exit_code
 from deepemocluster.clustering import Projection, assign
-from deepemocluster.data.audio import AUDIO_SUFFIXES
+from deepemocluster.data.audio import AUDIO_SUFFIXES, AudioSpan
 from deepemocluster.data.datasets import ChunkDataset
 from deepemocluster.data.features import FeatureSettings, PackedFeatures
 from deepemocluster.data.labels import LabelScaler
+from deepemocluster.data.segments import SegmentSettings
 from deepemocluster.errors import AudioError, CheckpointError
 from deepemocluster.inference import embed_chunks, predict_utterances
 from deepemocluster.model import DeepEmoCluster
 from deepemocluster.stats import utterance_clusters
+from deepemocluster.timeline import (
+    SEGMENT_MODES,
+    WHOLE_FILE,
+    TimelineWriter,
+    check_mode,
+    output_columns,
+    plan_file,
+    rows_in_order,
+)
 from deepemocluster.tracking import download_checkpoint, resolve_uri
 
 log = logging.getLogger("deepemocluster")
@@ -163,25 +176,24 @@ class Predictor:
         return utterance_clusters(out.chunk_clusters, out.chunk_distances)
 
     def predict(
-        self, paths: Iterable[str | Path], batch_files: int = BATCH_FILES
+        self, paths: Iterable[str | Path], batch_files: int = BATCH_FILES, segment: str = "auto"
     ) -> Iterator[dict]:
-        """One output row per path, in order, ``batch_files`` files in memory at a time."""
-        batch: list[str] = []
-        for path in paths:
-            batch.append(str(path))
-            if len(batch) == batch_files:
-                yield from self._predict_batch(batch)
-                batch = []
-        if batch:
-            yield from self._predict_batch(batch)
+        """The rows of each path, in path order: a row per segment when ``segment`` cuts the file
+        (``timeline.py``), then its ``whole-file`` row; ``batch_files`` files or segments are
+        rated at a time."""
+        check_mode(segment)
+        settings = SegmentSettings.from_config(self.cfg.segment)
+        jobs = (plan_file(str(p), segment, settings) for p in paths)
+        yield from rows_in_order(jobs, self._rate, self.attributes, batch_files)
 
-    def _predict_batch(self, paths: list[str]) -> list[dict]:
-        rows = [dict.fromkeys(self.columns) | {"path": p, "error": ""} for p in paths]
+    def _rate(self, spans: list[AudioSpan]) -> list[dict]:
+        """One row per file or segment: duration, ratings, cluster (and its distance), error."""
+        rows = [dict.fromkeys(self.columns) | {"path": s.path, "error": ""} for s in spans]
         settings = FeatureSettings.from_config(self.cfg.features)
         features = []
-        for row in rows:
+        for row, span in zip(rows, spans, strict=True):
             try:
-                features.append((row, settings.compute(row["path"])))
+                features.append((row, settings.compute(span.path, span.start_s, span.end_s)))
             except AudioError as e:
                 row["error"] = e.reason
         if not features:
@@ -201,10 +213,6 @@ class Predictor:
             if self.backend.clustered:
                 row["cluster"], row["cluster_distance"] = int(clusters[i]), float(distances[i])
         return rows
-
-
-def output_columns(attributes: list[str]) -> list[str]:
-    return ["path", "duration_s", *attributes, "cluster", "cluster_distance", "error"]
 
 
 def load_state(model_ref: str, tracking_uri: str = "") -> Checkpoint:
@@ -231,7 +239,8 @@ def audio_files(paths: Sequence[str | Path]) -> Iterator[Path]:
 
 
 def write_csv(rows: Iterable[dict], columns: list[str], out: Path) -> tuple[int, int]:
-    """Stream rows to ``out`` (flushed per row); returns (rows written, rows with an error)."""
+    """Stream rows to ``out`` (flushed per row); returns (files, files without a rating): the
+    ``whole-file`` rows, one per file, and those of them with an error."""
     n = failed = 0
     with out.open("w", newline="") as f:
         writer = csv.DictWriter(f, columns)
@@ -239,7 +248,8 @@ def write_csv(rows: Iterable[dict], columns: list[str], out: Path) -> tuple[int,
         for row in rows:
             writer.writerow({k: _cell(v) for k, v in row.items()})
             f.flush()
-            n, failed = n + 1, failed + bool(row["error"])
+            if row["segment"] == WHOLE_FILE:
+                n, failed = n + 1, failed + bool(row["error"])
     return n, failed
 
 
@@ -262,7 +272,19 @@ def main(argv: list[str] | None = None) -> int:
     )
     parser.add_argument("paths", nargs="+", help="audio files and/or folders (recursive)")
     parser.add_argument("--out", required=True, type=Path, help="CSV file to write")
-    parser.add_argument("--batch-files", type=int, default=BATCH_FILES)
+    parser.add_argument(
+        "--batch-files", type=int, default=BATCH_FILES, help="files or segments rated at a time"
+    )
+    parser.add_argument(
+        "--segment",
+        choices=SEGMENT_MODES,
+        default="auto",
+        help="cut recordings into speaking turns (one row each, then a whole-file row): auto = "
+        "files longer than the model's segment.max_s",
+    )
+    parser.add_argument(
+        "--timeline", type=Path, help="folder for one PNG per file: ratings and clusters over time"
+    )
     parser.add_argument(
         "--tracking-uri", default="", help="default: MLFLOW_TRACKING_URI, else runs/mlflow.db"
     )
@@ -274,9 +296,14 @@ def main(argv: list[str] | None = None) -> int:
             predictor = Predictor.from_onnx(args.model)
         else:
             predictor = Predictor.from_checkpoint(load_state(args.model, args.tracking_uri))
-        rows = predictor.predict(audio_files(args.paths), max(1, args.batch_files))
+        rows = predictor.predict(audio_files(args.paths), max(1, args.batch_files), args.segment)
+        if args.timeline:
+            timelines = TimelineWriter(args.timeline, predictor.attributes, plots.timeline)
+            rows = timelines(rows)
         n, failed = write_csv(rows, predictor.columns, args.out)
         log.info("%d files, %d failed (see the error column): %s", n, failed, args.out)
+        if args.timeline:
+            log.info("%d timelines in %s", len(timelines.written), args.timeline)
         if n == failed:
             log.error("no file could be predicted")
             return 1

@@ -2,7 +2,8 @@
 
 ``mlflow.pyfunc.load_model("runs:/<id>/model").predict(pd.DataFrame({"path": [...]}))``,
 ``mlflow models predict`` and ``mlflow models serve`` give the same rows as
-``python -m deepemocluster.predict``. The model is logged *from code* (``pyfunc_model.py``, no
+``python -m deepemocluster.predict``; the request parameter ``segment`` (``auto``, the default,
+``always`` or ``never``) is predict's ``--segment``. The model is logged *from code* (``pyfunc_model.py``, no
 pickled object); its artifact is the best checkpoint, this package travels in its ``code/``
 folder, and its pip requirements are this package's dependencies at their installed versions.
 """
@@ -17,12 +18,14 @@ from pathlib import Path
 import pandas as pd
 
 from deepemocluster.checkpoint import Checkpoint
-from deepemocluster.predict import Predictor, output_columns
+from deepemocluster.predict import Predictor
+from deepemocluster.timeline import check_mode, output_columns
 from deepemocluster.tracking import log_pyfunc_model
 
 CHECKPOINT = "checkpoint"
 PACKAGE = Path(__file__).resolve().parent
 MODEL_CODE = PACKAGE / "pyfunc_model.py"
+PARAMS = {"segment": "auto"}  # request parameters and their defaults (all strings)
 
 
 def log_model(checkpoint: Path, attributes: list[str]) -> None:
@@ -34,12 +37,13 @@ def log_model(checkpoint: Path, attributes: list[str]) -> None:
         output_types(attributes),
         pip_requirements=pinned_requirements(),
         code_paths=[PACKAGE],
+        params=PARAMS,
     )
 
 
 def output_types(attributes: list[str]) -> dict[str, str]:
     """Output column → MLflow type, for the signature."""
-    types = {"path": "string", "cluster": "long", "error": "string"}
+    types = {"path": "string", "segment": "string", "cluster": "long", "error": "string"}
     return {c: types.get(c, "double") for c in output_columns(attributes)}
 
 
@@ -62,15 +66,17 @@ def pinned_requirements(package: str = "deepemocluster") -> list[str]:
     return pinned
 
 
-def load(artifacts: dict[str, str]) -> Callable[[pd.DataFrame], pd.DataFrame]:
-    """Called by MLflow when the model is loaded: the checkpoint → a DataFrame function."""
+def load(artifacts: dict[str, str]) -> Callable[[pd.DataFrame, dict], pd.DataFrame]:
+    """Called by MLflow when the model is loaded: the checkpoint → a function of the input
+    DataFrame and the request parameters."""
     predictor = Predictor.from_checkpoint(Checkpoint.load(artifacts[CHECKPOINT]))
     # nullable columns: a failed file's numbers are missing (JSON null when served), not NaN
     nullable = {"double": "Float64", "long": "Int64"}
     dtypes = {c: nullable.get(t, object) for c, t in output_types(predictor.attributes).items()}
 
-    def predict(frame: pd.DataFrame) -> pd.DataFrame:
-        rows = list(predictor.predict(frame["path"].astype(str)))
+    def predict(frame: pd.DataFrame, params: dict) -> pd.DataFrame:
+        segment = check_mode(str(params.get("segment", PARAMS["segment"])))
+        rows = list(predictor.predict(frame["path"].astype(str), segment=segment))
         return pd.DataFrame(rows, columns=predictor.columns).astype(dtypes)
 
     return predict

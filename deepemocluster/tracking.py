@@ -285,25 +285,25 @@ def update_run(uri: str, run_id: str, tags: dict[str, str], status: str | None =
         raise TrackingError(f"cannot update run {run_id!r} at {uri}: {e}") from e
 
 
+PyfuncFactory = Callable[[dict[str, str]], Callable[[pd.DataFrame, dict], pd.DataFrame]]
+
+
 class _PyfuncAdapter(mlflow.pyfunc.PythonModel):
     """MLflow's pyfunc interface around a plain factory, so that no other module imports mlflow:
-    ``load(artifacts)`` returns the function that maps the input DataFrame to the output one."""
+    ``load(artifacts)`` returns the function that maps the input DataFrame and the request's
+    params (the signature's defaults filled in by MLflow) to the output DataFrame."""
 
-    def __init__(
-        self, load: Callable[[dict[str, str]], Callable[[pd.DataFrame], pd.DataFrame]]
-    ) -> None:
+    def __init__(self, load: PyfuncFactory) -> None:
         self.load = load
 
     def load_context(self, context) -> None:
         self.predict_fn = self.load(context.artifacts)
 
     def predict(self, context, model_input: pd.DataFrame, params=None) -> pd.DataFrame:
-        return self.predict_fn(model_input)
+        return self.predict_fn(model_input, dict(params or {}))
 
 
-def set_pyfunc_model(
-    load: Callable[[dict[str, str]], Callable[[pd.DataFrame], pd.DataFrame]],
-) -> None:
+def set_pyfunc_model(load: PyfuncFactory) -> None:
     """For a models-from-code file: the model MLflow logs or loads is ``load`` (see
     ``_PyfuncAdapter``)."""
     mlflow.models.set_model(_PyfuncAdapter(load))
@@ -317,17 +317,22 @@ def log_pyfunc_model(
     pip_requirements: list[str],
     code_paths: list[Path],
     name: str = "model",
+    params: dict[str, str] | None = None,
 ) -> None:
     """Log a pyfunc model *from code* to the active run: ``code`` is a file that calls
     ``set_pyfunc_model`` (MLflow runs it now and at load time; nothing is pickled).
-    ``inputs``/``outputs`` map column names to MLflow types for the signature; ``code_paths``
-    travel in the model's ``code/`` folder and are importable when it loads."""
+    ``inputs``/``outputs`` map column names to MLflow types for the signature, ``params`` the
+    string parameters a request may set to their defaults; ``code_paths`` travel in the model's
+    ``code/`` folder and are importable when it loads."""
     from mlflow.models import ModelSignature
-    from mlflow.types import ColSpec, Schema
+    from mlflow.types import ColSpec, ParamSchema, ParamSpec, Schema
 
     signature = ModelSignature(
         inputs=Schema([ColSpec(t, c) for c, t in inputs.items()]),
         outputs=Schema([ColSpec(t, c) for c, t in outputs.items()]),
+        params=ParamSchema([ParamSpec(k, "string", v) for k, v in (params or {}).items()])
+        if params
+        else None,
     )
     with warnings.catch_warnings():  # the signature is given: an input example adds nothing
         warnings.filterwarnings("ignore", message=".*input example was not provided")

@@ -9,6 +9,7 @@ import re
 from pathlib import Path
 
 import matplotlib.image
+import numpy as np
 import pytest
 from mlflow.tracking import MlflowClient
 
@@ -27,6 +28,11 @@ REPORT_HEADINGS = [
     "Training curves",
     "Predicted vs true on Test1",
     "Full configuration",
+]
+RECORDING_HEADINGS = [
+    "Clusters along each recording",
+    "Time in each cluster per recording",
+    "Dwell times",
 ]
 FIGURES = {
     "class_heatmap.png",
@@ -51,6 +57,7 @@ def test_training_logs_analysis_tables_figures_and_metrics(trained_run, tmp_path
         assert_png(folder / figure)
     summary = json.loads((folder / "summary.json").read_text())
     assert (summary["split"], summary["k"], summary["n_utterances"]) == ("Train", 4, 72)
+    assert "recordings" not in summary  # no long recordings in this run: no per-recording part
     assert summary["n_labelled"] == 48  # the 24 unlabelled utterances have no ratings
     assert 0 <= summary["observed"]["class/cramers_v"] <= 1
     assert summary["shuffled_low"]["class/cramers_v"] <= summary["shuffled_high"]["class/cramers_v"]
@@ -72,6 +79,39 @@ def test_training_logs_analysis_tables_figures_and_metrics(trained_run, tmp_path
         summary["observed"]["class/cramers_v"]
     )
     assert "analysis/Train/arousal/epsilon2_shuffled" in run.data.metrics
+
+
+def test_segmented_recordings_get_a_per_recording_part(episode_run, tmp_path, assert_png):
+    names, folder = _analysis(episode_run, "analysis/Train-best", tmp_path)
+    recordings = {"recordings.csv", "dwell_times.csv", "recording_timelines.png", "dwell_times.png"}
+    assert names == FIGURES | TABLES | recordings | {"summary.json", "report.html"}
+    with (episode_run.run_dir / "segments.csv").open() as f:
+        segments = list(csv.DictReader(f))
+    summary = json.loads((folder / "summary.json").read_text())["recordings"]
+    assert (summary["n_recordings"], summary["n_segments"]) == (1, len(segments)) and segments
+    with (folder / "recordings.csv").open() as f:
+        (row,) = csv.DictReader(f)
+    seconds = sum(float(s["end_s"]) - float(s["start_s"]) for s in segments)
+    assert float(row["segment_s"]) == pytest.approx(seconds, abs=0.01)
+    per_cluster = [float(v) for k, v in row.items() if k.startswith("cluster_")]
+    assert sum(per_cluster) == pytest.approx(seconds, abs=0.05)
+    with (folder / "dwell_times.csv").open() as f:
+        dwells = list(csv.DictReader(f))
+    assert sum(int(d["segments"]) for d in dwells) == len(segments)
+    assert len(dwells) == summary["n_dwells"] == int(row["switches"]) + 1
+    # consecutive dwells of a recording are in different clusters, and follow each other in time
+    assert all(a["cluster"] != b["cluster"] for a, b in zip(dwells, dwells[1:], strict=False))
+    assert all(
+        float(a["end_s"]) <= float(b["start_s"]) for a, b in zip(dwells, dwells[1:], strict=False)
+    )
+    mean = np.mean([float(d["seconds"]) for d in dwells])
+    assert summary["dwell_mean_s"] == pytest.approx(mean, abs=1e-3)
+    for figure in ("recording_timelines.png", "dwell_times.png"):
+        assert_png(folder / figure)
+    headings = re.findall(r"<h2>(.*?)</h2>", (folder / "report.html").read_text())
+    assert headings == REPORT_HEADINGS[:-1] + RECORDING_HEADINGS + REPORT_HEADINGS[-1:]
+    metrics = MlflowClient(episode_run.uri).get_run(episode_run.run_id).data.metrics
+    assert metrics["analysis/Train/recordings/dwell_mean_s"] == pytest.approx(mean, abs=1e-3)
 
 
 def test_report_renders_in_headless_chromium(trained_run, tmp_path, chromium):

@@ -1,5 +1,6 @@
 """Prediction on the rating scale in every output path (torch, ONNX, the CLI with either
-backend), and the ONNX backend through ``python -m deepemocluster.predict --backend onnx``."""
+backend), the ONNX backend through ``python -m deepemocluster.predict --backend onnx``, and long
+recordings: a row per segment, the whole-file row and the timeline pictures."""
 
 from __future__ import annotations
 
@@ -12,9 +13,10 @@ import pytest
 import soundfile as sf
 import torch
 
-from deepemocluster import predict
+from deepemocluster import plots, predict
 from deepemocluster.checkpoint import Checkpoint
 from deepemocluster.data.corpus import load_corpus
+from deepemocluster.data.segments import SegmentSettings, segment_file
 from deepemocluster.errors import CheckpointError
 from deepemocluster.export import main as export_main
 from deepemocluster.predict import Predictor, load_state
@@ -147,3 +149,118 @@ def test_predict_folder_streams_rows_and_reports_bad_files(trained_run, tmp_path
     assert (
         predict.main(["--model", str(tmp_path / "missing.pt"), str(folder), "--out", str(out)]) == 1
     )
+
+
+# --- long recordings: a row per segment, a whole-file row, timelines ------------------------------
+def _by_file(rows: list[dict]) -> dict[str, list[dict]]:
+    out: dict[str, list[dict]] = {}
+    for row in rows:
+        out.setdefault(row["path"], []).append(row)
+    return out
+
+
+def _numbers(rows: list[dict], column: str) -> np.ndarray:
+    return np.array([float(r[column]) for r in rows])
+
+
+@pytest.mark.slow
+def test_a_long_recording_gets_a_row_per_segment_and_a_timeline(
+    trained_run, long_recordings, tmp_path, assert_png
+):
+    episode, short, music = long_recordings.episode, trained_run.wavs[0], long_recordings.music
+    twin = tmp_path / "other" / episode.name  # the same file name in another folder
+    twin.parent.mkdir()
+    twin.symlink_to(episode)
+    out, pictures = tmp_path / "preds.csv", tmp_path / "timelines"
+    argv = ["--model", str(trained_run.checkpoint), *map(str, (episode, short, music, twin))]
+    assert predict.main([*argv, "--out", str(out), "--timeline", str(pictures)]) == 0
+    rows = _read(out)
+    assert list(rows[0]) == predict.output_columns(AVD)
+    files = _by_file(rows)
+    assert list(files) == [str(episode), str(short), str(music), str(twin)]
+
+    # the episode: its segments in time order, as training's code cuts it, then the whole file
+    *parts, whole = files[str(episode)]
+    cfg = Checkpoint.load(trained_run.checkpoint).config()
+    expected = segment_file(episode, SegmentSettings.from_config(cfg.segment)).segments
+    assert len(parts) == len(expected) >= 4
+    assert [r["segment"] for r in parts] == [str(i) for i in range(len(parts))]
+    assert whole["segment"] == "whole-file" and not any(r["error"] for r in files[str(episode)])
+    starts, ends = _numbers(parts, "start_s"), _numbers(parts, "end_s")
+    assert np.allclose(np.c_[starts, ends], expected, atol=1e-4)
+    assert (np.diff(starts) > 0).all() and (ends[:-1] <= starts[1:] + 1e-6).all()
+    assert np.allclose(_numbers(parts, "duration_s"), ends - starts, atol=2e-4)
+    assert _numbers(parts, "arousal").std() > 0  # each segment is rated on its own
+    # the whole-file row: duration-weighted means; the cluster holding the most segment time
+    weights = ends - starts
+    for a in AVD:
+        assert float(whole[a]) == pytest.approx(
+            np.average(_numbers(parts, a), weights=weights), abs=2e-4
+        )
+    clusters = np.array([int(r["cluster"]) for r in parts])
+    time_in = {c: weights[clusters == c].sum() for c in dict.fromkeys(clusters.tolist())}
+    winner = max(time_in, key=time_in.get)
+    assert int(whole["cluster"]) == winner
+    distance = np.average(
+        _numbers(parts, "cluster_distance")[clusters == winner], weights=weights[clusters == winner]
+    )
+    assert float(whole["cluster_distance"]) == pytest.approx(distance, abs=2e-4)
+    length = sf.info(episode).duration
+    assert (float(whole["start_s"]), float(whole["end_s"])) == (
+        0.0,
+        pytest.approx(length, abs=1e-3),
+    )
+    assert float(whole["duration_s"]) == pytest.approx(length, abs=1e-3)
+    assert files[str(twin)] == [r | {"path": str(twin)} for r in files[str(episode)]]
+
+    # a segment's row is the rating of its span, as if it were a file of its own
+    audio, sr = sf.read(episode, dtype="float32")
+    first = tmp_path / "first_segment.wav"
+    sf.write(first, audio[round(starts[0] * sr) : round(ends[0] * sr)], sr, subtype="FLOAT")
+    (alone,) = Predictor.from_checkpoint(Checkpoint.load(trained_run.checkpoint)).predict([first])
+    assert [alone[a] for a in AVD] == pytest.approx([float(parts[0][a]) for a in AVD], abs=2e-4)
+    assert alone["cluster"] == int(parts[0]["cluster"])
+
+    # a short file: one row, as before segmentation; music alone: no speech, no numbers
+    (row,) = files[str(short)]
+    assert row["segment"] == "whole-file" and row["error"] == "" and float(row["start_s"]) == 0
+    assert (
+        float(row["end_s"])
+        == float(row["duration_s"])
+        == pytest.approx(sf.info(short).duration, abs=0.02)
+    )
+    (row,) = files[str(music)]
+    assert (row["segment"], row["error"], row["arousal"], row["cluster"]) == (
+        "whole-file",
+        "no speech found",
+        "",
+        "",
+    )
+
+    # one timeline per file with ratings, all the same size
+    names = {"episode.png", "episode_2.png", f"{short.stem}.png"}
+    assert {p.name for p in pictures.iterdir()} == names
+    for name in names:
+        image = assert_png(pictures / name)
+        assert image.shape[1::-1] == plots.TIMELINE_PIXELS
+
+    # --segment never: the episode as one utterance
+    assert predict.main([*argv[:3], "--segment", "never", "--out", str(out)]) == 0
+    (row,) = _read(out)
+    assert (row["segment"], row["error"]) == ("whole-file", "")
+    assert float(row["duration_s"]) == pytest.approx(length, abs=0.02)
+
+
+@pytest.mark.slow
+def test_onnx_backend_gives_the_torch_segment_rows(trained_run, trained_onnx, long_recordings):
+    paths = [long_recordings.episode, long_recordings.music]
+    expected = list(
+        Predictor.from_checkpoint(Checkpoint.load(trained_run.checkpoint)).predict(paths)
+    )
+    got = list(Predictor.from_onnx(trained_onnx).predict(paths, batch_files=3))
+    assert len(got) == len(expected) > 3
+    for g, e in zip(got, expected, strict=True):
+        keys = ("path", "segment", "start_s", "end_s", "cluster", "error")
+        assert [g[k] for k in keys] == [e[k] for k in keys]
+        if not e["error"]:
+            assert [g[a] for a in AVD] == pytest.approx([e[a] for a in AVD], abs=1e-4)

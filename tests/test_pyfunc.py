@@ -1,6 +1,7 @@
 """The logged MLflow model, through MLflow's own command line: logged from code (no pickled
 object), ``mlflow models predict`` and ``mlflow models serve`` give the rows of
-``python -m deepemocluster.predict``, and bad files are rows with an error, not failed requests."""
+``python -m deepemocluster.predict``, bad files are rows with an error, not failed requests, and
+the ``segment`` parameter cuts long recordings as ``predict --segment`` does."""
 
 from __future__ import annotations
 
@@ -91,12 +92,13 @@ def _env(trained_run) -> dict[str, str]:
 def _assert_same_rows(got: list[dict], expected: list[dict]) -> None:
     """Rows of the model against the CLI's CSV (whose numbers are rounded to 4 decimals)."""
     assert [r["path"] for r in got] == [r["path"] for r in expected]
+    assert [r["segment"] for r in got] == [r["segment"] for r in expected]
     assert [r["error"] or "" for r in got] == [r["error"] for r in expected]
     for g, e in zip(got, expected, strict=True):
         if e["error"]:
             assert all(g[a] is None for a in [*AVD, "cluster"])
             continue
-        for col in [*AVD, "cluster_distance", "duration_s"]:
+        for col in [*AVD, "cluster_distance", "duration_s", "start_s", "end_s"]:
             assert g[col] == pytest.approx(float(e[col]), abs=6e-5), col
         assert g["cluster"] == int(e["cluster"])
 
@@ -116,7 +118,13 @@ def test_model_is_logged_from_code_with_pinned_requirements(model_dir):
     assert f"mlflow=={mlflow.__version__}" in requirements
     assert all("==" in r for r in requirements)
     outputs = [c["name"] for c in json.loads(mlmodel["signature"]["outputs"])]
-    assert outputs == ["path", "duration_s", *AVD, "cluster", "cluster_distance", "error"]
+    assert outputs == ["path", "segment", "start_s", "end_s", "duration_s", *AVD] + [
+        "cluster",
+        "cluster_distance",
+        "error",
+    ]
+    (param,) = json.loads(mlmodel["signature"]["params"])
+    assert (param["name"], param["type"], param["default"]) == ("segment", "string", "auto")
 
 
 def test_logging_the_model_warns_about_nothing(trained_run, tmp_path, caplog):
@@ -205,3 +213,30 @@ def test_pyfunc_model_round_trip(trained_run, tmp_path, monkeypatch):
     direct = list(Predictor.from_checkpoint(state).predict(wavs))
     assert out["arousal"][:3].tolist() == pytest.approx([r["arousal"] for r in direct])
     assert out["cluster"][:3].tolist() == [r["cluster"] for r in direct]
+
+
+def _records(frame: pd.DataFrame) -> list[dict]:
+    """A model's output as rows, missing numbers as None (as in a served JSON answer)."""
+    return frame.astype(object).where(frame.notna(), None).to_dict("records")
+
+
+def test_segment_parameter_gives_the_cli_rows(trained_run, long_recordings, tmp_path, monkeypatch):
+    monkeypatch.setenv("MLFLOW_TRACKING_URI", trained_run.uri)  # restored after the test
+    mlflow.set_tracking_uri(trained_run.uri)
+    model = mlflow.pyfunc.load_model(f"runs:/{trained_run.run_id}/model")
+    paths = [str(long_recordings.episode), str(trained_run.wavs[0]), str(long_recordings.music)]
+    frame = pd.DataFrame({"path": paths})
+    by_mode = {}
+    for mode in ("auto", "never"):
+        out = tmp_path / f"{mode}.csv"
+        argv = ["--model", str(trained_run.checkpoint), *paths, "--segment", mode]
+        assert predict.main([*argv, "--out", str(out)]) == 0
+        with out.open() as f:
+            expected = list(csv.DictReader(f))
+        by_mode[mode] = _records(model.predict(frame, params={"segment": mode}))
+        _assert_same_rows(by_mode[mode], expected)
+    assert len(by_mode["auto"]) > len(by_mode["never"]) == 3  # segments, then the whole file
+    assert by_mode["auto"][-1]["error"] == "no speech found"
+    assert _records(model.predict(frame)) == by_mode["auto"]  # the default is auto
+    with pytest.raises(Exception, match="segment must be one of auto, always, never"):
+        model.predict(frame, params={"segment": "sometimes"})

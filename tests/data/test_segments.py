@@ -15,9 +15,7 @@ import soundfile as sf
 from omegaconf import OmegaConf
 
 from deepemocluster.config import load_config
-from deepemocluster.data.demo_episodes import EpisodeSpec, music, render_episode
-from deepemocluster.data.demo_plan import plan_corpus
-from deepemocluster.data.demo_voice import SAMPLE_RATE, coloured_noise
+from deepemocluster.data.demo_voice import SAMPLE_RATE
 from deepemocluster.data.manifest import read_unlabelled
 from deepemocluster.data.segments import (
     NO_SPEECH,
@@ -29,21 +27,11 @@ from deepemocluster.data.segments import (
     write_segments_csv,
 )
 from deepemocluster.errors import AudioError, ConfigError
-from deepemocluster.schema import DemoConfig, SegmentConfig
+from deepemocluster.schema import SegmentConfig
+from tests.support.episodes import write_episode, write_music_and_noise
 
 SETTINGS = SegmentSettings.from_config(OmegaConf.structured(SegmentConfig))
 HAS_ONNX = importlib.util.find_spec("onnxruntime") is not None
-
-
-def _episode(path: Path, seconds: float, index: int = 0) -> list[tuple[int, float, float]]:
-    """Write a demo episode of about ``seconds``; returns its (turn, start_s, end_s) speech spans."""
-    plan = plan_corpus(DemoConfig(n_train=2, n_dev=0, n_test=0, n_unlabelled=6, n_speakers=4))
-    speakers = tuple(sorted({u.speaker for u in plan if u.split is None}, key=lambda s: s.spk_id))
-    spec = EpisodeSpec(index, path.name, speakers, seconds, 1000 * (index + 1), (1.5, 4.5))
-    samples, spans = render_episode(spec, seed=0)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    sf.write(path, samples, SAMPLE_RATE, subtype="PCM_16")
-    return [(s.turn, s.start_s, s.end_s) for s in spans]
 
 
 def _turns(spans: list[tuple[int, float, float]]) -> list[tuple[float, float]]:
@@ -58,17 +46,10 @@ def _overlap(a: tuple[float, float], b: tuple[float, float]) -> float:
     return max(0.0, min(a[1], b[1]) - max(a[0], b[0]))
 
 
-def _music_and_noise(path: Path, seconds: float) -> Path:
-    rng = np.random.default_rng(5)
-    n = round(seconds * SAMPLE_RATE)
-    sf.write(path, 0.3 * music(n, rng) + 0.02 * coloured_noise(n, rng), SAMPLE_RATE)
-    return path
-
-
 @pytest.fixture(scope="module")
 def episode(tmp_path_factory) -> tuple[Path, list[tuple[int, float, float]]]:
     path = tmp_path_factory.mktemp("episode") / "show" / "ep1.wav"
-    return path, _episode(path, 90.0)
+    return path, write_episode(path, 90.0)
 
 
 # --- an episode with known speech --------------------------------------------------------------
@@ -138,10 +119,10 @@ def test_pool_cuts_long_recordings_and_lists_files_without_speech(tmp_path, epis
     folder = tmp_path / "pool"
     folder.mkdir()
     (folder / "ep1.wav").symlink_to(episode[0])
-    _music_and_noise(folder / "jingle.wav", 30.0)
+    write_music_and_noise(folder / "jingle.wav", 30.0)
     sf.write(folder / "short.wav", np.sin(np.arange(4 * SAMPLE_RATE) / 9.0), SAMPLE_RATE)
     broken = folder / "broken.flac"
-    _episode(broken, 40.0, index=1)
+    write_episode(broken, 40.0, index=1)
     broken.write_bytes(broken.read_bytes()[: broken.stat().st_size // 2])
     manifest = read_unlabelled([folder])
     index = SegmentIndex(tmp_path / "store", SETTINGS)
@@ -170,7 +151,7 @@ def test_pool_cuts_long_recordings_and_lists_files_without_speech(tmp_path, epis
 
 def test_a_truncated_file_is_an_error_naming_it(tmp_path) -> None:
     path = tmp_path / "cut.flac"
-    _episode(path, 30.0)
+    write_episode(path, 30.0)
     path.write_bytes(path.read_bytes()[: path.stat().st_size // 2])
     with pytest.raises(AudioError, match="unreadable") as err:
         segment_file(path, SETTINGS)

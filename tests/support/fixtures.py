@@ -25,6 +25,7 @@ import torch
 from deepemocluster import faults
 from deepemocluster.config import load_config
 from deepemocluster.data.demo import generate_demo_corpus
+from tests.support.episodes import write_episode, write_music_and_noise
 from tests.support.mlflow_server import MlflowServer
 from tests.support.tiny_config import TINY, TINY_MODEL
 
@@ -240,13 +241,10 @@ class TrainedRun:
         return sorted((self.corpus_root / "Audios").glob("*.wav"))
 
 
-@pytest.fixture(scope="session")
-def trained_run(tmp_path_factory) -> TrainedRun:
-    """One tiny finished training run shared by the session (its own corpus and sqlite store):
-    analysis, prediction, serving and export tests only read it."""
+def _train(base: Path, *extra: str) -> TrainedRun:
+    """A tiny run with its own demo corpus and sqlite store under ``base``."""
     from deepemocluster.training.run import run
 
-    base = tmp_path_factory.mktemp("analysis_run")
     uri = f"sqlite:///{base / 'runs' / 'mlflow.db'}"
     cfg = load_config(
         overrides=[
@@ -256,12 +254,44 @@ def trained_run(tmp_path_factory) -> TrainedRun:
             f"features.store={base / 'features'}",
             f"tracking.runs_dir={base / 'runs'}",
             f"tracking.uri={uri}",
+            *extra,
         ]
     )
     test = run(cfg)
     run_dir = base / "runs" / "tiny"
     run_id = json.loads((run_dir / "run.json").read_text())["run_id"]
     return TrainedRun(run_id, uri, run_dir, base / "demo", test)
+
+
+@pytest.fixture(scope="session")
+def trained_run(tmp_path_factory) -> TrainedRun:
+    """One tiny finished training run shared by the session (its own corpus and sqlite store):
+    analysis, prediction, serving and export tests only read it."""
+    return _train(tmp_path_factory.mktemp("analysis_run"))
+
+
+@pytest.fixture(scope="session")
+def episode_run(tmp_path_factory) -> TrainedRun:
+    """A tiny finished run whose unlabelled pool also holds one demo episode of about a minute,
+    which the run cuts into segments."""
+    base = tmp_path_factory.mktemp("episode_run")
+    return _train(base, "data.demo.n_episodes=1", "data.demo.episode_seconds=60")
+
+
+@dataclass(frozen=True)
+class LongRecordings:
+    episode: Path  # a demo episode of about 75 s: several turns, longer than segment.max_s
+    spans: list[tuple[int, float, float]]  # its (turn, start_s, end_s) speech
+    music: Path  # 15 s of music and noise: no speech
+
+
+@pytest.fixture(scope="session")
+def long_recordings(tmp_path_factory) -> LongRecordings:
+    """Long recordings to predict on, written to disk."""
+    folder = tmp_path_factory.mktemp("long_recordings")
+    episode = folder / "show" / "episode.wav"
+    spans = write_episode(episode, 75.0)
+    return LongRecordings(episode, spans, write_music_and_noise(folder / "jingle.wav", 15.0))
 
 
 @pytest.fixture(scope="session")

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import csv
+import re
 import subprocess
 import time
 from pathlib import Path
@@ -67,6 +69,26 @@ def test_joint_run_logs_everything_and_learns(tiny_cfg):
     assert best.epoch == int(test["best_epoch"])
     assert best.clusters.centroids.shape == (4, 32)  # K × embedding size, for predict
     assert "assignments/final.npz" in files
+
+
+def test_a_long_unlabelled_episode_trains_as_its_segments(episode_run):
+    """The tiny config plus one demo episode of about a minute: the run cuts it into segments,
+    lists them in segments.csv, counts them in its data log line and trains on them."""
+    folder = episode_run.run_dir
+    with (folder / "segments.csv").open() as f:
+        segments = list(csv.DictReader(f))
+    assert segments and {Path(s["path"]).name for s in segments} == {"EPISODE_01.wav"}
+    (line,) = [x for x in (folder / "train.log").read_text().splitlines() if " data: " in x]
+    counts = re.search(r"48 labelled \+ (\d+) unlabelled .* \((\d+) of them segments", line)
+    assert counts, line
+    n_unlabelled, n_segments = map(int, counts.groups())
+    assert n_segments == len(segments) > 0 and n_unlabelled == 24 + n_segments
+    trained = (folder / "utterances.txt").read_text().split()
+    assert [u for u in trained if "@" in u] == [s["id"] for s in segments]
+    with np.load(folder / "assignments" / "final.npz") as f:
+        assert f["assignments"].shape == ((48 + 24 + n_segments) * 3,)  # 3 chunks each
+    client = MlflowClient(episode_run.uri)
+    assert "segments.csv" in _artifacts(client, episode_run.run_id)
 
 
 def test_regression_only_baseline_logs_no_clusters(tiny_cfg):
