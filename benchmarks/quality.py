@@ -15,11 +15,14 @@ Per fraction: the mean over seeds with a 95 % t-interval, and the paired differe
 methods (same seed, same labelled subset) with theirs. Every CCC is `deepemocluster.metrics.ccc`.
 
     python benchmarks/quality.py [--quick] [--seeds 0 1 2] [--fractions 1.0 0.1]
-        [--methods ridge no_clustering clustering] [--corpus-seed N] [--out FILE] [key=value ...]
+        [--methods ridge no_clustering clustering] [--corpus-seed N]
+        [--compare KEY=V1,V2,...] [--out FILE] [key=value ...]
 
 `--corpus-seed N` builds a second demo corpus (`data.demo.seed=N`: other speakers and sentences)
 beside the default one and writes `quality_corpus<N>.json`. `--methods ridge` scores the ridge
-alone (a minute). `--quick` trains tiny models on a tiny corpus (the test suite's smoke run). The
+alone (a minute). `--compare model.pooling=mean,attention` trains each model method once per
+value (`clustering[attention]`, ...) and adds the paired differences of every value against the
+first (`clustering[attention]-clustering[mean]`) and against the ridge. `--quick` trains tiny models on a tiny corpus (the test suite's smoke run). The
 JSON is rewritten after every run, so a long benchmark keeps what it finished.
 """
 
@@ -146,6 +149,36 @@ def method_ccc(method: str, cfg: DictConfig, name: str) -> tuple[dict[str, float
     return {**result, "mean": float(np.mean(list(result.values())))}, details
 
 
+def plan(
+    methods: list[str], compare: tuple[str, list[str]] | None
+) -> list[tuple[str, str, list[str]]]:
+    """(name, method, extra overrides) of each run per seed: the ridge once, each model method
+    once per compared value."""
+    if compare is None:
+        return [(m, m, []) for m in methods]
+    key, values = compare
+    return [
+        (m, m, []) if m == "ridge" else (f"{m}[{v}]", m, [f"{key}={v}"])
+        for m in methods
+        for v in ([None] if m == "ridge" else values)
+    ]
+
+
+def differences(names: list[str], compare: tuple[str, list[str]] | None) -> list[tuple[str, str]]:
+    """The paired differences a summary reports: what the issue asks the model to win, or with
+    ``compare``, every value against the first and every model run against the ridge."""
+    if compare is None:
+        return [pair for pair in DIFFERENCES if set(pair) <= set(names)]
+    first = compare[1][0]
+    pairs = [
+        (n, n.replace(f"[{v}]", f"[{first}]"))
+        for n in names
+        for v in compare[1][1:]
+        if n.endswith(f"[{v}]")
+    ]
+    return pairs + [(n, "ridge") for n in names if n != "ridge" and "ridge" in names]
+
+
 def interval(values: list[float]) -> dict:
     """Mean and two-sided 95 % t-interval over seeds (needs ≥ 2 values)."""
     v = np.asarray(values, dtype=np.float64)
@@ -153,7 +186,13 @@ def interval(values: list[float]) -> dict:
     return {"mean": float(v.mean()), "ci95": [float(v.mean() - half), float(v.mean() + half)]}
 
 
-def summarise(runs: list[dict], fraction: float, keys: list[str], methods: list[str]) -> dict:
+def summarise(
+    runs: list[dict],
+    fraction: float,
+    keys: list[str],
+    methods: list[str],
+    pairs: list[tuple[str, str]],
+) -> dict:
     """Per method: mean and interval per key; per pair of methods: the paired differences; the
     ratio of each method's mean CCC to ridge's."""
     scores = {
@@ -167,7 +206,7 @@ def summarise(runs: list[dict], fraction: float, keys: list[str], methods: list[
         m: {k: interval([s[seed][k] for seed in seeds]) for k in keys} for m, s in scores.items()
     }
     differences = {}
-    for a, b in (pair for pair in DIFFERENCES if set(pair) <= set(methods)):
+    for a, b in pairs:
         per_seed = {k: [scores[a][seed][k] - scores[b][seed][k] for seed in seeds] for k in keys}
         differences[f"{a}-{b}"] = {k: {**interval(d), "per_seed": d} for k, d in per_seed.items()}
     ridge = summary["ridge"]["mean"]["mean"] if "ridge" in summary else 0.0
@@ -203,14 +242,15 @@ def print_summary(summary: dict, keys: list[str]) -> None:
         if not s:
             continue
         print(f"\nlabel fraction {fraction}, seeds {s['seeds']}: Test1 CCC mean [95 % interval]")
-        print(f"{'':26s}" + "".join(f"{k:>22s}" for k in keys))
         rows = list(s["methods"].items()) + list(s["differences"].items())
+        width = max(26, *(len(name) + 1 for name, _ in rows))
+        print(" " * width + "".join(f"{k:>22s}" for k in keys))
         for name, cells in rows:
             line = "".join(
                 f"{c['mean']:>8.3f} [{c['ci95'][0]:>5.2f},{c['ci95'][1]:>5.2f}]"
                 for c in (cells[k] for k in keys)
             )
-            print(f"{name:26s}{line}")
+            print(f"{name:{width}s}{line}")
         if s["ratio_to_ridge"]:
             ratios = s["ratio_to_ridge"].items()
             print("mean CCC / ridge's: " + ", ".join(f"{m} {r:.2f}" for m, r in ratios))
@@ -223,13 +263,25 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--fractions", type=float, nargs="+", default=[1.0, 0.1])
     parser.add_argument("--methods", nargs="+", choices=METHODS, default=list(METHODS))
     parser.add_argument("--corpus-seed", type=int, default=None, help="data.demo.seed")
+    parser.add_argument(
+        "--compare", default=None, metavar="KEY=V1,V2", help="each model method per value"
+    )
     parser.add_argument("--out", type=Path, default=None, help="default results/quality.json")
     parser.add_argument("overrides", nargs="*", help="key=value config overrides for every run")
     args = parser.parse_args(argv)
     seeds = args.seeds or ([0, 1] if args.quick else [0, 1, 2])
     if len(seeds) < 2:
         parser.error("intervals need at least 2 seeds")
+    compare = None
+    if args.compare is not None:
+        key, _, values = args.compare.partition("=")
+        compare = (key, values.split(","))
+        if not key or len(compare[1]) < 2 or "" in compare[1]:
+            parser.error(f"--compare {args.compare}: expected KEY=V1,V2[,...]")
     methods = [m for m in METHODS if m in args.methods]
+    runs_per_seed = plan(methods, compare)
+    names = [name for name, _, _ in runs_per_seed]
+    pairs = differences(names, compare)
     suffix = "" if args.corpus_seed is None else f"_corpus{args.corpus_seed}"
     out = args.out or RESULTS_DIR / f"quality{suffix}.json"
     load_before = load_average()
@@ -239,12 +291,14 @@ def main(argv: list[str] | None = None) -> int:
         keys = [*load_config(CONFIG, shared).model.attributes, "mean"]
         for fraction in args.fractions:
             for seed in seeds:
-                for method in methods:
+                for name, method, extra in runs_per_seed:
+                    run_name = name.replace("[", "-").rstrip("]")
                     overrides = [
                         *shared,
                         f"data.label_fraction={fraction}",
                         f"train.seed={seed}",
-                        f"tracking.run_name=quality-{method}-{fraction}-{seed}",
+                        f"tracking.run_name=quality-{run_name}-{fraction}-{seed}",
+                        *extra,
                     ]
                     if method == "no_clustering":
                         overrides.append("model.aux_head=none")
@@ -253,22 +307,28 @@ def main(argv: list[str] | None = None) -> int:
                     scores, details = method_ccc(method, cfg, "quality")
                     seconds = time.perf_counter() - began
                     runs.append(
-                        {"fraction": fraction, "seed": seed, "method": method, "ccc": scores}
+                        {"fraction": fraction, "seed": seed, "method": name, "ccc": scores}
                         | details
                         | {"seconds": seconds}
+                        | ({"compared": extra} if compare else {})
                     )
-                    print(f"{fraction} seed {seed} {method}: mean CCC {scores['mean']:.3f}")
-                    summary = {str(f): summarise(runs, f, keys, methods) for f in args.fractions}
+                    print(f"{fraction} seed {seed} {name}: mean CCC {scores['mean']:.3f}")
+                    summary = {
+                        str(f): summarise(runs, f, keys, names, pairs) for f in args.fractions
+                    }
                     write_results(
                         {
                             "benchmark": "quality",
                             "mode": "quick" if args.quick else "full",
                             "config": "configs/default.yaml",
                             "overrides": [o for o in shared if o.split("=")[0] not in PATHS],
+                            "compare": None
+                            if compare is None
+                            else {"key": compare[0], "values": compare[1]},
                             "corpus_seed": cfg.data.demo.seed,
                             "seeds": seeds,
                             "fractions": args.fractions,
-                            "methods": methods,
+                            "methods": names,
                             "ridge": {"statistics": STATISTICS, "alphas": list(ALPHAS)},
                             "summary": summary,
                             "runs": runs,

@@ -44,19 +44,16 @@ def embed_chunks(
 def predict_utterances(
     model: DeepEmoCluster, ds: ChunkDataset, batch_chunks: int, device: torch.device
 ) -> np.ndarray:
-    """(n_utterances, n_attributes) z-scale predictions: the mean of each utterance's chunk outputs."""
+    """(n_utterances, n_attributes) z-scale predictions, in batches of whole utterances: the
+    mean of each utterance's chunk predictions, or its attention-pooled prediction
+    (``model.pooling``)."""
     model.eval()
-    per_batch = max(ds.n_chunks, batch_chunks // ds.n_chunks * ds.n_chunks)  # whole utterances
-    preds = [
-        model(
-            ds.chunk_batch(np.arange(start, min(start + per_batch, ds.n_total_chunks)))[0].to(
-                device
-            )
-        )[1]
-        .float()
-        .cpu()
-        .numpy()
-        for start in range(0, ds.n_total_chunks, per_batch)
-    ]
-    chunk_preds = np.concatenate(preds)
-    return chunk_preds.reshape(len(ds), ds.n_chunks, -1).mean(axis=1)
+    per_batch = max(1, batch_chunks // ds.n_chunks)  # utterances
+    preds = []
+    for first in range(0, len(ds), per_batch):
+        n = min(per_batch, len(ds) - first)
+        ids = np.arange(first * ds.n_chunks, (first + n) * ds.n_chunks)
+        counts = torch.full((n,), ds.n_chunks, device=device)
+        out = model.forward_utterances(ds.chunk_batch(ids)[0].to(device), counts)
+        preds.append(out.utterances.float().cpu().numpy())
+    return np.concatenate(preds)

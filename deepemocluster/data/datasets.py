@@ -18,6 +18,7 @@ from torch.utils.data import Dataset
 
 from deepemocluster.data.chunking import chunk_starts
 from deepemocluster.data.features import PackedFeatures, row_source
+from deepemocluster.data.samplers import UtteranceBatch
 from deepemocluster.faults import failpoint
 
 
@@ -113,7 +114,8 @@ class ChunkDataset(Dataset):
 
 class ChunkBatches(Dataset):
     """Adapter for ``DataLoader(ChunkBatches(ds), sampler=batch_sampler, batch_size=None)``:
-    each index is a whole batch of global chunk ids, read in one call (and in loader workers)."""
+    each index is a whole batch, read in one call (and in loader workers): chunk ids give
+    (chunks, ids), an ``UtteranceBatch`` (the training loop's) gives (its chunks, itself)."""
 
     def __init__(self, dataset: ChunkDataset) -> None:
         self.dataset = dataset
@@ -121,6 +123,8 @@ class ChunkBatches(Dataset):
     def __len__(self) -> int:
         return self.dataset.n_total_chunks
 
-    def __getitem__(self, ids):
+    def __getitem__(self, batch):
         failpoint("train_step")
-        return self.dataset.chunk_batch(np.asarray(ids))
+        if isinstance(batch, UtteranceBatch):
+            return self.dataset.chunk_batch(batch.ids)[0], batch
+        return self.dataset.chunk_batch(np.asarray(batch))

@@ -1,8 +1,9 @@
-"""Samplers over chunk ids."""
+"""Samplers over chunk ids, and the batch layout a training step takes (``UtteranceBatch``)."""
 
 from __future__ import annotations
 
 from collections.abc import Iterator
+from dataclasses import dataclass
 
 import numpy as np
 from torch.utils.data import Sampler
@@ -72,3 +73,63 @@ class ShardedBatches(Sampler[np.ndarray]):
         for batch in self.batches:
             if len(batch) >= self.world_size:
                 yield np.array_split(batch, self.world_size)[self.rank]
+
+
+@dataclass(frozen=True)
+class UtteranceBatch:
+    """A training batch as the network takes it: ``ids``, the chunk id of each row, utterance
+    after utterance; ``counts``, the rows of each utterance (None: every row is an utterance of
+    its own); ``drawn``, the row of each chunk the sampler drew, in its order (the per-chunk
+    losses: cross-entropy and pairs; a chunk drawn twice counts twice)."""
+
+    ids: np.ndarray
+    counts: np.ndarray | None
+    drawn: np.ndarray
+
+    @property
+    def first_rows(self) -> np.ndarray:
+        """The first row of every utterance."""
+        if self.counts is None:
+            return np.arange(len(self.ids))
+        return np.cumsum(self.counts) - self.counts
+
+    @classmethod
+    def of(cls, drawn: np.ndarray, n_chunks: int, whole_below: int) -> UtteranceBatch:
+        """The batch of the drawn chunk ids ``drawn``: each one below ``whole_below`` (a labelled
+        chunk, under attention pooling) brings every chunk of its utterance, once per
+        utterance, after the other drawn chunks, which stay one-chunk utterances in draw order."""
+        drawn = np.asarray(drawn, dtype=np.int64)
+        whole = drawn < whole_below
+        if not whole.any():
+            return cls(drawn, None, np.arange(len(drawn)))
+        singles = np.flatnonzero(~whole)
+        utterances, first, which = np.unique(
+            drawn[whole] // n_chunks, return_index=True, return_inverse=True
+        )
+        order = np.argsort(first)  # the utterances in order of their first draw
+        block = np.empty(len(order), dtype=np.int64)
+        block[order] = np.arange(len(order))
+        rows = np.empty(len(drawn), dtype=np.int64)
+        rows[singles] = np.arange(len(singles))
+        rows[whole] = len(singles) + block[which] * n_chunks + drawn[whole] % n_chunks
+        blocks = (utterances[order, None] * n_chunks + np.arange(n_chunks)).ravel()
+        counts = np.concatenate(
+            [np.ones(len(singles), dtype=np.int64), np.full(len(order), n_chunks)]
+        )
+        return cls(np.concatenate([drawn[singles], blocks]), counts, rows)
+
+
+class UtteranceBatches(Sampler[UtteranceBatch]):
+    """``batches`` of drawn chunk ids as ``UtteranceBatch``es (``UtteranceBatch.of``). Under
+    torchrun it goes after ``ShardedBatches``: each rank completes the utterances of its own
+    slice, so no utterance is ever split between ranks."""
+
+    def __init__(self, batches: Sampler[np.ndarray], n_chunks: int, whole_below: int) -> None:
+        self.batches, self.n_chunks, self.whole_below = batches, n_chunks, whole_below
+
+    def __len__(self) -> int:
+        return len(self.batches)
+
+    def __iter__(self) -> Iterator[UtteranceBatch]:
+        for batch in self.batches:
+            yield UtteranceBatch.of(batch, self.n_chunks, self.whole_below)

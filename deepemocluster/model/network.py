@@ -50,10 +50,16 @@ class DeepEmoCluster(nn.Module):
         self.pooling = pooling
         self.frozen_blocks = 0
 
-    def forward(self, chunks: torch.Tensor) -> tuple[torch.Tensor | None, torch.Tensor]:
-        """(B, frames, n_mels) → (auxiliary output: cluster logits, Siamese embeddings or None;
-        A/V/D predictions (B, n_attributes), each chunk on its own: with attention pooling, the
-        prediction for an utterance made of that one chunk)."""
+    def forward(
+        self, chunks: torch.Tensor, counts: torch.Tensor | None = None
+    ) -> tuple[torch.Tensor | None, torch.Tensor]:
+        """(N, frames, n_mels) chunks, utterance after utterance, ``counts`` (U,) chunks each →
+        (auxiliary output per chunk: cluster logits, Siamese embeddings or None; A/V/D per
+        utterance (U, n_attributes)). Without ``counts`` every chunk is an utterance of its own:
+        its A/V/D are the chunk's own prediction (a one-chunk utterance's, under attention)."""
+        if counts is not None:
+            out = self.forward_utterances(chunks, counts)
+            return out.aux, out.utterances
         h = self.encoder(chunks)
         return self._aux(h), self.regressor(h)
 

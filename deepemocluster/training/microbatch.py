@@ -18,6 +18,11 @@ micro-batch's statistics ("ghost batch normalisation", as every DDP rank already
 slice). The random state and BatchNorm's running statistics are restored between the passes, so
 both see the same dropout masks and the running statistics are updated once per micro-batch.
 
+A micro-batch holds whole utterances (``utterance_bounds``): under attention pooling an
+utterance's prediction needs all its chunks at once. The network's outputs then come in two
+kinds of rows, per chunk (auxiliary heads) and per utterance (A/V/D), and each micro-batch owns
+a slice of both.
+
 A loss that is a mean of per-chunk terms (the cluster cross-entropy alone, as in the unlabelled
 stage) needs no first pass: ``per_chunk`` runs each micro-batch once, forward and backward, and
 weights its loss by its share of the batch, which sums to the whole batch's mean.
@@ -27,8 +32,9 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from contextlib import AbstractContextManager, nullcontext
-from itertools import accumulate
+from typing import NamedTuple
 
+import numpy as np
 import torch
 from torch import nn
 
@@ -37,36 +43,47 @@ from deepemocluster.inference import autocast
 Outputs = tuple[torch.Tensor | None, torch.Tensor]
 
 
+class Part(NamedTuple):
+    """A micro-batch: its rows of the batch's chunks (and of the per-chunk outputs), its rows of
+    the per-utterance outputs, and its utterances' chunk counts (None: one chunk each)."""
+
+    chunks: slice
+    utterances: slice
+    counts: torch.Tensor | None
+
+
 class SplitStep:
     """One training step's forward and backward, whole or in micro-batches of ≤ ``max_chunks``
-    chunks (0: whole). ``net`` is ``model`` or its DDP wrapper (which then all-reduces once, on the
-    last micro-batch)."""
+    chunks (0: whole) that never cut an utterance. ``net`` is ``model`` or its DDP wrapper (which
+    then all-reduces once, on the last micro-batch)."""
 
     def __init__(
         self, model: nn.Module, net: nn.Module, max_chunks: int, device: torch.device, amp: bool
     ) -> None:
         self.model, self.net, self.max_chunks = model, net, max_chunks
         self.device, self.amp = device, amp
-        # a split batch between forward and backward: its parts, their outputs as leaves, and
-        # the random state and buffers the second pass starts from
-        self._parts: tuple[torch.Tensor, ...] = ()
+        # a split batch between forward and backward: its chunks and parts, their outputs as
+        # leaves, and the random state and buffers the second pass starts from
+        self._x = torch.empty(0)
+        self._parts: list[Part] = []
         self._outputs: Outputs | None = None
         self._rng: tuple = ()
         self._buffers: list[torch.Tensor] = []
 
-    def forward(self, x: torch.Tensor) -> Outputs:
-        """The network's (auxiliary, prediction) outputs for batch ``x``, float32. Split, they are
-        leaves whose gradients ``backward`` carries on into the network."""
+    def forward(self, x: torch.Tensor, counts: np.ndarray | None = None) -> Outputs:
+        """The network's outputs for batch ``x`` of utterances of ``counts`` chunks (None: one
+        each), float32: (auxiliary per chunk, A/V/D per utterance). Split, they are leaves whose
+        gradients ``backward`` carries on into the network."""
         x = x.to(self.device)
-        parts = self._split(x)
+        parts = self._split(len(x), counts)
         if len(parts) == 1:
-            self._parts = ()
-            return self._run(self.net, x)
-        self._parts = parts
+            self._parts = []
+            return self._run(self.net, x, parts[0].counts)
+        self._x, self._parts = x, parts
         self._rng = _rng_state(self.device)
         self._buffers = [b.clone() for b in self.model.buffers()]
         with torch.no_grad():
-            outputs = [self._run(self.model, part) for part in self._parts]
+            outputs = [self._run(self.model, x[p.chunks], p.counts) for p in parts]
         aux = None if outputs[0][0] is None else torch.cat([o[0] for o in outputs])
         pred = torch.cat([o[1] for o in outputs])
         self._outputs = (
@@ -84,18 +101,20 @@ class SplitStep:
         with torch.no_grad():
             for buf, saved in zip(self.model.buffers(), self._buffers, strict=True):
                 buf.copy_(saved)
-        leaves = [leaf for leaf in self._outputs if leaf is not None]
-        for i, (part, rows) in enumerate(_with_rows(self._parts)):
+        for i, part in enumerate(self._parts):
             with self._sync(i == len(self._parts) - 1):
-                outputs = [o for o in self._run(self.net, part) if o is not None]
+                outputs = self._run(self.net, self._x[part.chunks], part.counts)
                 # only the outputs the loss used: the others' parameters get no gradient, as
                 # in an unsplit step
                 used = [
                     (o, leaf.grad[rows])
-                    for o, leaf in zip(outputs, leaves, strict=True)
-                    if leaf.grad is not None
+                    for o, leaf, rows in zip(
+                        outputs, self._outputs, (part.chunks, part.utterances), strict=True
+                    )
+                    if leaf is not None and leaf.grad is not None
                 ]
                 torch.autograd.backward([u[0] for u in used], [u[1] for u in used])
+        self._x, self._parts = torch.empty(0), []
 
     def per_chunk(
         self,
@@ -107,33 +126,58 @@ class SplitStep:
         ``loss_of(outputs, rows)`` is its mean over the batch's ``rows``, given their outputs.
         Returns the whole batch's (unweighted) loss, detached."""
         x = x.to(self.device)
-        parts = self._split(x)
+        parts = self._split(len(x), None)
         total = torch.zeros((), device=self.device)
-        for i, (part, rows) in enumerate(_with_rows(parts)):
+        for i, part in enumerate(parts):
             with self._sync(i == len(parts) - 1):
-                loss = loss_of(self._run(self.net, part), rows) * (len(part) / len(x))
+                rows = part.chunks
+                out = self._run(self.net, x[rows], None)
+                loss = loss_of(out, rows) * ((rows.stop - rows.start) / len(x))
                 (weight * loss).backward()
             total += loss.detach()
         return total
 
-    def _split(self, x: torch.Tensor) -> tuple[torch.Tensor, ...]:
-        count = -(-len(x) // self.max_chunks) if self.max_chunks > 0 else 1
-        return x.tensor_split(max(1, count))
+    def _split(self, n_chunks: int, counts: np.ndarray | None) -> list[Part]:
+        sizes = np.ones(n_chunks, dtype=np.int64) if counts is None else np.asarray(counts)
+        bounds = utterance_bounds(sizes, self.max_chunks)
+        ends = np.concatenate([[0], np.cumsum(sizes)])
+        return [
+            Part(
+                slice(int(ends[a]), int(ends[b])),
+                slice(int(a), int(b)),
+                None if counts is None else torch.from_numpy(sizes[a:b]),
+            )
+            for a, b in zip(bounds[:-1], bounds[1:], strict=True)
+        ]
 
     def _sync(self, last: bool) -> AbstractContextManager:
         """Under DDP, gradients are all-reduced on the last micro-batch only."""
         return nullcontext() if last else getattr(self.net, "no_sync", nullcontext)()
 
-    def _run(self, net: nn.Module, x: torch.Tensor) -> Outputs:
+    def _run(self, net: nn.Module, x: torch.Tensor, counts: torch.Tensor | None) -> Outputs:
         with autocast(self.device, self.amp):
-            aux, pred = net(x)
+            aux, pred = net(x, counts)
         return (None if aux is None else aux.float()), pred.float()
 
 
-def _with_rows(parts: tuple[torch.Tensor, ...]) -> list[tuple[torch.Tensor, slice]]:
-    """Each part with its rows in the whole batch."""
-    ends = accumulate(len(p) for p in parts)
-    return [(p, slice(end - len(p), end)) for p, end in zip(parts, ends, strict=True)]
+def utterance_bounds(counts: np.ndarray, max_chunks: int) -> np.ndarray:
+    """Where micro-batches of whole utterances of ``counts`` chunks start (utterance indices,
+    ending with their number; ``max_chunks`` 0: one micro-batch). Each takes the utterances that
+    fit in an even share of the chunks still left, as ``tensor_split`` shares rows (the same cuts
+    when every count is 1), and never more than ``max_chunks`` chunks unless a single utterance
+    is longer."""
+    ends = np.cumsum(counts)
+    total = int(ends[-1])
+    if max_chunks <= 0:
+        return np.array([0, len(counts)])
+    n = -(-total // max_chunks)
+    bounds, done = [0], 0  # done: the chunks before the next micro-batch
+    while bounds[-1] < len(counts):
+        share = -(-(total - done) // max(1, n - len(bounds) + 1))
+        end = int(np.searchsorted(ends, done + min(share, max_chunks), side="right"))
+        bounds.append(max(end, bounds[-1] + 1))
+        done = int(ends[bounds[-1] - 1])
+    return np.array(bounds)
 
 
 def _rng_state(device: torch.device) -> tuple:

@@ -1,9 +1,13 @@
 """One optimisation step of the network: the only place that knows which losses a batch has and
 how they mix.
 
-    loss = ce_weight × cross-entropy(cluster logits, pseudo-labels)        every chunk (cluster head)
-         + siamese.weight × pair loss(same/different pairs)                labelled chunks (Siamese head)
-         + ccc_weight × (1 − CCC(predictions, ratings))                    labelled chunks
+    loss = ce_weight × cross-entropy(cluster logits, pseudo-labels)    every drawn chunk (cluster head)
+         + siamese.weight × pair loss(same/different pairs)            drawn labelled chunks (Siamese head)
+         + ccc_weight × (1 − CCC(predictions, ratings))                labelled utterances
+
+The per-chunk terms see the chunks the sampler drew. The CCC sees the batch's utterances: with
+``model.pooling=mean`` every drawn chunk is one (the reference's chunk-level CCC); with attention
+pooling a drawn labelled chunk brought its whole utterance (``data.samplers.UtteranceBatch``).
 """
 
 from __future__ import annotations
@@ -18,6 +22,7 @@ from omegaconf import DictConfig
 from torch import nn
 
 from deepemocluster.data.pairs import sample_pairs
+from deepemocluster.data.samplers import UtteranceBatch
 from deepemocluster.errors import TrainingError
 from deepemocluster.losses import ccc_loss, contrastive_loss, relative_distance_loss
 from deepemocluster.model import DeepEmoCluster
@@ -66,30 +71,34 @@ class TrainingStep:
         self.split = SplitStep(model, net, cfg.train.micro_batch_chunks, device, amp)
 
     def __call__(
-        self, x: torch.Tensor, ids: torch.Tensor, cluster_labels: np.ndarray | None
+        self, x: torch.Tensor, batch: UtteranceBatch, cluster_labels: np.ndarray | None
     ) -> StepLosses | None:
         """Losses of the batch (gradients accumulated into the parameters), or None when the
         batch has nothing to learn from. ``cluster_labels`` (indexed by chunk id) are the
         pseudo-labels, or None when no cluster head is trained."""
         w = self.cfg.train
-        y = self.data.train.targets[ids // self.data.train.n_chunks].to(self.device)
+        utterances = batch.ids[batch.first_rows] // self.data.train.n_chunks
+        y = self.data.train.targets[utterances].to(self.device)
         rated = ~torch.isnan(y[:, 0])
         with_ccc = int(rated.sum()) >= 2
+        drawn_ids = batch.ids[batch.drawn]
+        drawn = torch.from_numpy(batch.drawn).to(self.device)
         if cluster_labels is not None:
-            clusters = torch.from_numpy(cluster_labels[ids.numpy()]).to(self.device)
-            if not with_ccc and self.model.siamese is None:
+            clusters = torch.from_numpy(cluster_labels[drawn_ids]).to(self.device)
+            if not with_ccc and self.model.siamese is None and batch.counts is None:
                 # the cross-entropy alone is a mean over chunks: one pass per micro-batch
                 ce = self.split.per_chunk(
                     x, lambda out, rows: F.cross_entropy(out[0], clusters[rows]), w.ce_weight
                 ).item()
                 return StepLosses(w.ce_weight * ce, {"train/loss_ce": ce})
-        aux, pred = self.split.forward(x)
+        aux, pred = self.split.forward(x, batch.counts)
         loss, terms = torch.zeros((), device=self.device), {}
         if cluster_labels is not None:
-            ce = F.cross_entropy(aux, clusters)
+            ce = F.cross_entropy(aux[drawn], clusters)
             loss = loss + w.ce_weight * ce
             terms["train/loss_ce"] = ce.item()
-        if self.model.siamese is not None and (lp := self._pair_loss(aux, ids)) is not None:
+        siamese = self.model.siamese is not None
+        if siamese and (lp := self._pair_loss(aux[drawn], drawn_ids)) is not None:
             loss = loss + self.cfg.siamese.weight * lp
             terms["train/loss_pair"] = lp.item()
         if with_ccc:
@@ -103,11 +112,11 @@ class TrainingStep:
         self.split.backward(loss)
         return StepLosses(loss.item(), terms)
 
-    def _pair_loss(self, z: torch.Tensor, ids: torch.Tensor) -> torch.Tensor | None:
-        """Pair loss over balanced same/different pairs of the batch's labelled chunks (each
-        pair spans two utterances); None when the batch allows no pair of one kind."""
+    def _pair_loss(self, z: torch.Tensor, ids: np.ndarray) -> torch.Tensor | None:
+        """Pair loss over balanced same/different pairs of the batch's drawn labelled chunks
+        (each pair spans two utterances); None when the batch allows no pair of one kind."""
         s = self.cfg.siamese
-        utterances = ids.numpy() // self.data.train.n_chunks
+        utterances = ids // self.data.train.n_chunks
         pairs = sample_pairs(
             self.data.pair_labels[utterances], s.pairs_per_batch, self.pair_rng, owners=utterances
         )

@@ -25,7 +25,13 @@ from deepemocluster import clustering, distributed
 from deepemocluster.checkpoint import Checkpoint, ClusterSpace
 from deepemocluster.config import to_yaml
 from deepemocluster.data.datasets import ChunkBatches, ChunkDataset
-from deepemocluster.data.samplers import ShardedBatches, ShuffledBatchSampler, UniformClusterSampler
+from deepemocluster.data.samplers import (
+    ShardedBatches,
+    ShuffledBatchSampler,
+    UniformClusterSampler,
+    UtteranceBatch,
+    UtteranceBatches,
+)
 from deepemocluster.hardware import resolve_amp
 from deepemocluster.heap import releases_free_heap
 from deepemocluster.inference import embed_chunks, predict_utterances
@@ -219,6 +225,9 @@ class Trainer:
             net = distributed.wrap(self.model, self.world)  # the model itself outside torchrun
             if self.world.enabled:
                 batches = ShardedBatches(batches, self.world.rank, self.world.size)
+            # under attention pooling a drawn labelled chunk brings its whole utterance
+            whole_below = 0 if self.model.pooling is None else len(self.data.labelled_chunks)
+            batches = UtteranceBatches(batches, self.data.train.n_chunks, whole_below)
             optimizers = list(self.optimizers.values())
             if cluster_labels is not None:
                 optimizers.append(self.top_optimizer)
@@ -233,11 +242,11 @@ class Trainer:
                 self.amp,
             )
             terms: dict[str, list[float]] = {}
-            for i, (x, ids) in enumerate(self._loader(batches)):
+            for i, (x, batch) in enumerate(self._loader(batches)):
                 self._check_interrupt()
                 for opt in optimizers:
                     opt.zero_grad(set_to_none=True)
-                losses = step(x, ids, cluster_labels)
+                losses = step(x, batch, cluster_labels)
                 if losses is None:  # nothing to learn from this batch
                     continue
                 losses.check_finite(f"epoch {self.epoch + 1}, step {i + 1}")
@@ -326,7 +335,7 @@ class Trainer:
     def _seed(self, stage: str = "") -> int:
         return self.cfg.train.seed * 100_003 + (self.epoch + 1) * 17 + _SEED_OFFSETS[stage]
 
-    def _loader(self, batches: Sampler) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
+    def _loader(self, batches: Sampler) -> Iterator[tuple[torch.Tensor, UtteranceBatch]]:
         loader = DataLoader(
             ChunkBatches(self.data.train),
             sampler=batches,

@@ -1,26 +1,18 @@
 """Chunk → utterance pooling: shapes, padding that cannot matter, gradients, the exact `mean` rule,
-checkpoints of `mean` models keeping their keys, and what attention learns that the mean cannot."""
+checkpoints of `mean` models keeping their keys. What attention learns that the mean cannot is
+tested through a real training run (tests/train/test_pooled_training.py)."""
 
 from __future__ import annotations
-
-from pathlib import Path
 
 import numpy as np
 import pytest
 import torch
 
 from deepemocluster.config import load_config
-from deepemocluster.data.corpus import load_corpus
-from deepemocluster.data.datasets import ChunkDataset
-from deepemocluster.data.labels import LabelScaler
 from deepemocluster.errors import ConfigError
-from deepemocluster.losses import ccc_loss
-from deepemocluster.metrics import ccc
 from deepemocluster.model import DeepEmoCluster, build_model
 from deepemocluster.model.pooling import AttentionPooling, chunk_mask, mean_over_chunks, pad
 from tests.support.tiny_config import TINY_MODEL
-
-from .utterance_property_corpus import CHUNKING, write_corpus
 
 N_MELS, FRAMES, K = 32, 62, 4
 
@@ -143,56 +135,3 @@ def test_bad_chunk_counts_are_refused() -> None:
 def test_unknown_pooling_is_a_config_error() -> None:
     with pytest.raises(ConfigError, match="model.pooling"):
         load_config(overrides=["data.root=unused", "model.pooling=max"])
-
-
-@pytest.mark.slow
-def test_attention_learns_what_no_single_chunk_shows(tmp_path: Path, one_torch_thread) -> None:
-    """Real wav files, features and chunk reads; the label is the pitch balance over the whole
-    utterance (utterance_property_corpus.py). Both heads get the same encoder, data, loss on the
-    utterance outputs and steps; only attention pooling can learn it. (A minimal loop: the
-    training entry point does not train utterance-level heads yet.)"""
-    root = write_corpus(tmp_path / "corpus")
-    overrides = [
-        "data.format=msp_podcast",
-        f"data.root={root}",
-        f"features.store={tmp_path / 'features'}",
-        *TINY_MODEL,
-        *CHUNKING,
-        "model.aux_head=none",
-        "model.attributes=[arousal]",
-    ]
-    cfg = load_config(overrides=overrides)
-    corpus = load_corpus(cfg)
-    c = cfg.chunking
-
-    def split(name: str) -> tuple[torch.Tensor, np.ndarray]:
-        rows = corpus.rows(name, labelled=True)
-        ds = ChunkDataset(
-            corpus.packed, rows, corpus.mean, corpus.std, c.n_chunks, c.frames, c.clip
-        )
-        return ds.chunk_batch(np.arange(ds.n_total_chunks))[0], corpus.ratings(rows, ["arousal"])
-
-    (x_train, y_train), (x_test, y_test) = split("Train"), split("Test1")
-    scaler = LabelScaler.fit(y_train)
-    targets = torch.tensor(scaler.normalise(y_train), dtype=torch.float32)
-    scores = {}
-    for pooling in ("mean", "attention"):
-        torch.manual_seed(0)
-        model = build_model(load_config(overrides=[*overrides, f"model.pooling={pooling}"]), 32)
-        optimizer = torch.optim.Adam(model.parameters(), lr=cfg.optim.main.lr)
-        rng = np.random.default_rng(0)
-        for _ in range(10):
-            model.train()
-            for utts in np.array_split(rng.permutation(len(y_train)), len(y_train) // 16):
-                ids = (utts[:, None] * c.n_chunks + np.arange(c.n_chunks)).ravel()
-                out = model.forward_utterances(x_train[ids], torch.full((len(utts),), c.n_chunks))
-                optimizer.zero_grad()
-                ccc_loss(out.utterances, targets[utts]).backward()
-                optimizer.step()
-        with torch.no_grad():
-            mask = torch.ones(len(y_test), c.n_chunks, dtype=torch.bool)
-            chunks = x_test.reshape(len(y_test), c.n_chunks, c.frames, -1)
-            pred = model.eval().predict_utterances(chunks, mask).numpy()
-        scores[pooling] = ccc(y_test[:, 0], scaler.restore(pred)[:, 0])
-    assert scores["attention"] > 0.8, scores
-    assert abs(scores["mean"]) < 0.3, scores

@@ -1,6 +1,6 @@
 """Two CPU ranks under a real ``torchrun`` (gloo): the ranks agree on every clustering, only rank 0
-tracks, a killed distributed run resumes to the uninterrupted run's numbers, and two_stage in
-micro-batches runs both kinds of split step."""
+tracks, a killed distributed run resumes to the uninterrupted run's numbers, and two_stage with
+attention pooling in micro-batches runs both kinds of split step."""
 
 from __future__ import annotations
 
@@ -127,10 +127,14 @@ def test_a_killed_distributed_run_resumes_to_the_same_numbers(distributed_run, t
         assert run.data.metrics[key] == ref.data.metrics[key], key
 
 
-def test_two_stage_in_micro_batches_runs_both_step_kinds_under_torchrun(corpus_dirs, tmp_path):
-    """The unlabelled stage's one-pass cross-entropy and the labelled stage's two-pass step, each
-    rank's 12 chunks in micro-batches of 5, with one all-reduce per step: no hang, no DDP error,
-    the ranks agree on both stages' clusterings, and both stages' losses are logged."""
+def test_two_stage_with_attention_in_micro_batches_runs_both_step_kinds_under_torchrun(
+    corpus_dirs, tmp_path
+):
+    """The unlabelled stage's one-pass cross-entropy and the labelled stage's two-pass step over
+    whole utterances (attention pooling: each rank's 12 drawn labelled chunks bring their
+    utterances), in micro-batches of at most 5 chunks that never cut an utterance, with one
+    all-reduce per step: no hang, no DDP error, the ranks agree on both stages' clusterings
+    (their weights stayed equal), and both stages' losses are logged."""
     from tests.support.tiny_config import TINY
 
     runs = tmp_path / "runs"
@@ -142,6 +146,7 @@ def test_two_stage_in_micro_batches_runs_both_step_kinds_under_torchrun(corpus_d
             f"tracking.runs_dir={runs}",
             "tracking.run_name=ddp-split",
             "cluster.mode=two_stage",
+            "model.pooling=attention",
             "train.micro_batch_chunks=5",
         ],
         tmp_path / "logs",

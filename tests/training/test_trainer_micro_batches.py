@@ -11,6 +11,7 @@ import torch
 
 from deepemocluster.data.corpus import load_corpus
 from deepemocluster.data.datasets import ChunkBatches
+from deepemocluster.data.samplers import UtteranceBatch
 from deepemocluster.training.data import build_data
 from deepemocluster.training.step import TrainingStep
 from deepemocluster.training.trainer import Trainer
@@ -58,8 +59,8 @@ def test_a_batch_with_the_cluster_loss_alone_runs_each_micro_batch_once(tiny_cfg
         (data.labelled_chunks[:12], 2, {"train/loss_ce", "train/loss_ccc"}),
     ):
         calls.clear()
-        x, batch_ids = ChunkBatches(data.train)[ids]
-        assert set(step(x, batch_ids, labels).terms) == losses
+        x, batch = ChunkBatches(data.train)[UtteranceBatch.of(ids, data.train.n_chunks, 0)]
+        assert set(step(x, batch, labels).terms) == losses
         assert len(calls) == passes * 3  # 12 chunks in micro-batches of 5, 5 and 2
         assert all(p.grad is not None for p in model.encoder.parameters())
         model.zero_grad(set_to_none=True)
