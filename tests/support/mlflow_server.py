@@ -3,8 +3,10 @@ sqlite store and artifact folder, stopped and started again at will (same URI, s
 
 from __future__ import annotations
 
+import contextlib
 import os
 import shutil
+import signal
 import subprocess
 import sys
 import time
@@ -27,13 +29,10 @@ class MlflowServer:
         return self.uri
 
     def down(self) -> None:
+        """Stop the server and the uvicorn process it started (its own process group), so no
+        server outlives its test."""
         if self.proc is not None:
-            self.proc.terminate()
-            try:
-                self.proc.wait(20)
-            except subprocess.TimeoutExpired:
-                self.proc.kill()
-                self.proc.wait()
+            _stop_group(self.proc)
             self.proc = None
 
     def _start(self) -> subprocess.Popen:
@@ -57,6 +56,7 @@ class MlflowServer:
                 ],
                 stdout=subprocess.DEVNULL,
                 stderr=stderr,
+                start_new_session=True,
                 # No background job runner: halves the start-up time, and the tests need none.
                 env={
                     **os.environ,
@@ -73,6 +73,16 @@ class MlflowServer:
                 if proc.poll() is not None:
                     break
                 time.sleep(0.3)
-        proc.kill()
-        proc.wait()
+        _stop_group(proc)
         raise RuntimeError(f"mlflow server did not start: {log.read_text()[-2000:]}")
+
+
+def _stop_group(proc: subprocess.Popen) -> None:
+    for sig, wait_s in ((signal.SIGTERM, 20), (signal.SIGKILL, None)):
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(proc.pid, sig)
+        try:
+            proc.wait(wait_s)
+            return
+        except subprocess.TimeoutExpired:
+            continue
