@@ -155,6 +155,27 @@ class RssSampler:
 
 
 # --------------------------------------------------------------------------------------------
+# The tiny demo config of the quick modes (seconds per run, for the test suite)
+
+TINY_RUN = (
+    "data.demo.n_train=48",
+    "data.demo.n_dev=16",
+    "data.demo.n_test=16",
+    "data.demo.n_unlabelled=24",
+    "data.demo.n_speakers=12",
+    "data.demo.n_episodes=0",  # configs/default.yaml's long episodes: not in a quick run
+    "features.n_mels=32",
+    "chunking.n_chunks=3",
+    "model.channels=[4,8,8,16]",
+    "model.strides=[1,2,2,2]",
+    "model.embed_dim=32",
+    "model.head_dim=32",
+    "train.batch_utterances=8",
+    "cluster.k=4",
+)
+
+
+# --------------------------------------------------------------------------------------------
 # Synthetic corpus
 
 SPLIT_SHARES = {"Train": 0.5, UNLABELLED_SPLIT: 0.44, "Development": 0.05, "Test1": 0.01}

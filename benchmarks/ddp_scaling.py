@@ -22,26 +22,10 @@ import time
 from pathlib import Path
 
 import numpy as np
-from _common import RESULTS_DIR, load_average, machine_info, write_results
+from _common import RESULTS_DIR, TINY_RUN, load_average, machine_info, write_results
 from mlflow.tracking import MlflowClient
 
 ROOT = Path(__file__).resolve().parents[1]
-# a small demo corpus and encoder, seconds per run, for the test suite
-QUICK = (
-    "data.demo.n_train=48",
-    "data.demo.n_dev=16",
-    "data.demo.n_test=16",
-    "data.demo.n_unlabelled=24",
-    "data.demo.n_speakers=12",
-    "features.n_mels=32",
-    "chunking.n_chunks=3",
-    "model.channels=[4,8,8,16]",
-    "model.strides=[1,2,2,2]",
-    "model.embed_dim=32",
-    "model.head_dim=32",
-    "train.batch_utterances=8",
-    "cluster.k=4",
-)
 
 
 def command(ranks: int, overrides: list[str]) -> list[str]:
@@ -97,7 +81,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--out", type=Path, default=RESULTS_DIR / "ddp_scaling.json")
     args = parser.parse_args(argv)
     epochs = args.epochs or (2 if args.quick else 4)
-    extra = list(QUICK) if args.quick else []
+    extra = list(TINY_RUN) if args.quick else []
     load_before = load_average()
     with tempfile.TemporaryDirectory(prefix="bench-ddp-") as workdir:
         # the corpus and features first, so no setting pays for them or waits for rank 0's

@@ -1,94 +1,82 @@
-"""Does clustering help when labels are scarce? `model.aux_head=cluster` vs `none` on the demo corpus
-with a fraction of Train labelled (the rest joins the unlabelled pool), several seeds each.
+"""Does clustering help when labels are scarce? One label fraction of the label-efficiency study
+(docs/studies.md): `model.aux_head=cluster` vs `none` on the demo corpus, several seeds each.
 
-    python benchmarks/low_label.py [--fraction 0.1] [--seeds 0 1 2] [--out benchmarks/results/low_label.json]
+    python benchmarks/low_label.py [--quick] [--fraction 0.1] [--seeds 0 1 2] [--out FILE] [key=value ...]
 
-Prints Test1 CCC mean ± std per attribute for both settings and writes every run's numbers to JSON.
-Extra ``key=value`` arguments are passed to the config (e.g. ``train.epochs=4`` for a quick look).
+A thin call of ``python -m deepemocluster.study`` in a fresh runs folder: prints the Test1 CCC of
+both settings and the gain paired by seed (mean and 95 % interval), and writes them with the
+study's summary and the machine to JSON. Extra ``key=value`` arguments go to the training config
+(e.g. ``train.epochs=4`` for a quick look); ``--quick`` is one seed of a 1-epoch run.
 """
 
 from __future__ import annotations
 
 import argparse
-import json
-import platform
+import logging
 import tempfile
 import time
 from pathlib import Path
 
-import numpy as np
+import pandas as pd
+from _common import RESULTS_DIR, load_average, machine_info, write_results
 
-from deepemocluster.config import load_config
-from deepemocluster.training.run import run
+from deepemocluster.study.label_efficiency import readable_table
+from deepemocluster.study.report import markdown
+from deepemocluster.study.runner import run_study
+from deepemocluster.study.spec import StudySpec
 
 ROOT = Path(__file__).resolve().parents[1]
-KEYS = ("test/ccc_arousal", "test/ccc_valence", "test/ccc_dominance", "test/ccc_mean")
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--quick", action="store_true", help="one seed, one epoch")
     parser.add_argument("--fraction", type=float, default=0.1)
     parser.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
-    parser.add_argument(
-        "--out", type=Path, default=ROOT / "benchmarks" / "results" / "low_label.json"
-    )
+    parser.add_argument("--out", type=Path, default=RESULTS_DIR / "low_label.json")
     parser.add_argument("overrides", nargs="*")
     args = parser.parse_args()
-
-    runs: list[dict] = []
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(message)s")
+    seeds = args.seeds[:1] if args.quick else args.seeds
+    overrides = [*(["train.epochs=1"] if args.quick else []), *args.overrides]
+    spec = StudySpec(
+        name="low_label",
+        params={
+            "data.label_fraction": [args.fraction],
+            "model.aux_head": ["cluster", "none"],
+            "train.seed": seeds,
+        },
+    )
+    load, began = load_average(), time.perf_counter()
     with tempfile.TemporaryDirectory() as runs_dir:
-        for seed in args.seeds:
-            for enabled in (True, False):
-                cfg = load_config(
-                    ROOT / "configs" / "default.yaml",
-                    [
-                        f"data.label_fraction={args.fraction}",
-                        f"model.aux_head={'cluster' if enabled else 'none'}",
-                        f"train.seed={seed}",
-                        f"tracking.runs_dir={runs_dir}",
-                        f"tracking.run_name=lowlabel-{'cluster' if enabled else 'supervised'}-{seed}",
-                        *args.overrides,
-                    ],
-                )
-                start = time.perf_counter()
-                test = run(cfg, "low_label")
-                seconds = time.perf_counter() - start
-                runs.append({"cluster": enabled, "seed": seed, "seconds": seconds, **test})
-                write(args, runs)  # after every run: a long experiment keeps what it finished
-    print(f"label fraction {args.fraction}, seeds {args.seeds}: Test1 CCC mean ± std")
-    print(f"{'setting':<12}" + "".join(f"{k.split('_')[-1]:>18}" for k in KEYS))
-    for name, stats in summarise(runs).items():
-        cells = "".join(f"{stats[k]['mean']:>11.3f} ± {stats[k]['std']:.3f}" for k in KEYS)
-        print(f"{name:<12}{cells}")
-    print(f"wrote {args.out}")
+        config = str(ROOT / "configs" / "default.yaml")
+        summary = run_study(spec, config, [f"tracking.runs_dir={runs_dir}", *overrides])
+        report = Path(runs_dir) / spec.name / "report"
+        table = pd.read_csv(report / "label_efficiency.csv")
+        trials = pd.read_csv(report / "trials.csv")
+    metrics = list(dict.fromkeys(table["metric"]))
+    print(f"label fraction {args.fraction}, seeds {seeds}: Test1 CCC, mean [95 % interval]")
+    print(markdown(readable_table(table, metrics)))
+    write_results(
+        {
+            "benchmark": "low_label",
+            "mode": "quick" if args.quick else "full",
+            "label_fraction": args.fraction,
+            "seeds": seeds,
+            "overrides": overrides,
+            "seconds": time.perf_counter() - began,
+            "machine": machine_info(load_before=load),
+            "summary": summary,
+            "label_efficiency": _records(table),
+            "trials": _records(trials),
+        },
+        args.out,
+    )
 
 
-def summarise(runs: list[dict]) -> dict:
-    summary = {}
-    for enabled, name in ((True, "cluster"), (False, "supervised")):
-        rows = [r for r in runs if r["cluster"] == enabled]
-        if rows:
-            summary[name] = {
-                k: {
-                    "mean": float(np.mean([r[k] for r in rows])),
-                    "std": float(np.std([r[k] for r in rows])),
-                }
-                for k in KEYS
-            }
-    return summary
-
-
-def write(args: argparse.Namespace, runs: list[dict]) -> None:
-    args.out.parent.mkdir(parents=True, exist_ok=True)
-    report = {
-        "label_fraction": args.fraction,
-        "seeds": args.seeds,
-        "overrides": args.overrides,
-        "machine": {"python": platform.python_version(), "processor": platform.machine()},
-        "summary": summarise(runs),
-        "runs": runs,
-    }
-    args.out.write_text(json.dumps(report, indent=2))
+def _records(df: pd.DataFrame) -> list[dict]:
+    """Rows for JSON, with null where a figure does not exist (an interval of one seed)."""
+    return df.astype(object).where(df.notna(), None).to_dict("records")
 
 
 if __name__ == "__main__":

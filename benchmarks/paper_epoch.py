@@ -62,6 +62,7 @@ from _common import (
 from omegaconf import DictConfig
 from train_throughput import (
     QUICK,
+    amp_of,
     conv_call,
     conv_peak_macs,
     flop_rate,
@@ -180,7 +181,7 @@ def child_epoch(setup: Setup, folder: Path, variant: str) -> dict:
         profile = profile_epoch(trainer, timings)
     return {
         "variant": variant,
-        "amp": cfg.train.amp,
+        "amp": amp_of(cfg),
         "micro_batch_chunks": cfg.train.micro_batch_chunks,
         "eval_batch_chunks": cfg.train.eval_batch_chunks,
         "training_chunks": data.train.n_total_chunks,

@@ -35,7 +35,7 @@ import time
 from pathlib import Path
 
 import numpy as np
-from _common import RESULTS_DIR, load_average, machine_info, write_results
+from _common import RESULTS_DIR, TINY_RUN, load_average, machine_info, write_results
 from omegaconf import DictConfig
 from scipy import stats
 
@@ -56,24 +56,7 @@ STATISTICS = (
     "per mel bin: mean, std, 10/50/90th percentiles, std and mean |.| of the frame-to-frame "
     "delta; frame log-energy: the same seven; log duration (frames)"
 )
-QUICK = (
-    "data.demo.n_train=48",
-    "data.demo.n_dev=16",
-    "data.demo.n_test=16",
-    "data.demo.n_unlabelled=24",
-    "data.demo.n_speakers=12",
-    "features.n_mels=32",
-    "features.workers=1",
-    "chunking.n_chunks=3",
-    "model.channels=[4,8,8,16]",
-    "model.strides=[1,2,2,2]",
-    "model.embed_dim=32",
-    "model.head_dim=32",
-    "cluster.k=4",
-    "train.epochs=1",
-    "train.batch_utterances=8",
-    "train.threads=1",
-)
+QUICK = (*TINY_RUN, "features.workers=1", "train.epochs=1", "train.threads=1")
 
 
 # --------------------------------------------------------------------------------------------

@@ -59,6 +59,7 @@ from torch.utils.flop_counter import FlopCounterMode
 from deepemocluster import clustering
 from deepemocluster.config import load_config
 from deepemocluster.data.datasets import ChunkDataset
+from deepemocluster.hardware import resolve_amp
 from deepemocluster.inference import autocast
 from deepemocluster.losses import ccc_loss
 from deepemocluster.model import DeepEmoCluster, build_model
@@ -122,6 +123,11 @@ def set_threads(n: int = THREADS) -> None:
 # 1-2. Throughput
 
 
+def amp_of(cfg: DictConfig) -> bool:
+    """``train.amp`` (true | false | auto) as the trainer resolves it on this run's device."""
+    return resolve_amp(cfg.train.amp, device_of(cfg))[0]
+
+
 def device_of(cfg: DictConfig) -> torch.device:
     """The benchmark's device: ``train.device`` (``bench_config`` sets cpu unless overridden)."""
     return torch.device(cfg.train.device)
@@ -141,7 +147,7 @@ def training_step(model: DeepEmoCluster, cfg: DictConfig, batch: int, n_mels: in
     labels = torch.randint(0, cfg.cluster.k, (batch,), generator=g).to(device)
     targets = torch.randn(batch, len(cfg.model.attributes), generator=g).to(device)
     optimizer = torch.optim.Adam(model.parameters(), lr=cfg.optim.main.lr)
-    split = SplitStep(model, model, cfg.train.micro_batch_chunks, device, cfg.train.amp)
+    split = SplitStep(model, model, cfg.train.micro_batch_chunks, device, amp_of(cfg))
 
     def step() -> None:
         model.train()
@@ -162,7 +168,7 @@ def inference_pass(model: DeepEmoCluster, cfg: DictConfig, n_mels: int) -> Calla
     @torch.inference_mode()
     def forward() -> None:
         model.eval()
-        with autocast(device, cfg.train.amp):
+        with autocast(device, amp_of(cfg)):
             model.embed(x)
 
     return forward
@@ -217,7 +223,7 @@ def throughput(cfg: DictConfig, setup: Setup) -> dict:
     }
     return {
         "device": str(device),
-        "amp": cfg.train.amp,
+        "amp": amp_of(cfg),
         "peak_dtype": str(peak_dtype(cfg)).removeprefix("torch."),
         "batch_chunks": setup.batch,
         "eval_batch_chunks": eval_batch,
@@ -343,7 +349,7 @@ def flop_counter(cfg: DictConfig, n_mels: int) -> dict:
 
 def peak_dtype(cfg: DictConfig) -> torch.dtype:
     """The precision the convolutions run in: bfloat16 under ``train.amp``, else float32."""
-    return torch.bfloat16 if cfg.train.amp else torch.float32
+    return torch.bfloat16 if amp_of(cfg) else torch.float32
 
 
 def peak_benchmarks(

@@ -4,13 +4,13 @@ Do the latent clusters relate to emotions? Takes a run's cluster assignments (lo
 for the Train chunks, ``final`` = the best weights), or, for another split, recomputes them with
 the best checkpoint's clustering; joins them with the corpus labels; writes tables, a JSON summary,
 plots and one ``report.html`` to the run under ``analysis/<split>-<epoch>/``, and the key numbers
-as ``analysis/<split>/...`` metrics. Training runs it on the Train split when it finishes.
+as ``analysis/<split>/...`` metrics. Training runs it on the Train split when it finishes. A
+split with long recordings cut into segments gets a per-recording part (``recordings.py``).
 """
 
 from __future__ import annotations
 
 import argparse
-import csv
 import json
 import logging
 import sys
@@ -23,11 +23,14 @@ import torch
 
 from deepemocluster import plots, report, stats
 from deepemocluster.checkpoint import Checkpoint
-from deepemocluster.config import ATTRIBUTES, flatten
+from deepemocluster.config import flatten
 from deepemocluster.data.corpus import Corpus, load_corpus
 from deepemocluster.data.manifest import Utterance
 from deepemocluster.errors import CheckpointError, ConfigError, DeepEmoClusterError, ManifestError
 from deepemocluster.predict import Predictor
+from deepemocluster.recordings import RECORDING_METRICS, analyse_recordings
+from deepemocluster.recordings import verdict as recording_verdict
+from deepemocluster.schema import ATTRIBUTES
 from deepemocluster.tracking import (
     RunRecord,
     download_artifact,
@@ -133,6 +136,11 @@ def analyze(
         metrics |= {
             f"analysis/{split}/{k}_shuffled": v for k, v in summary["shuffled_mean"].items()
         }
+        if "recordings" in summary:
+            metrics |= {
+                f"analysis/{split}/recordings/{k}": summary["recordings"][k]
+                for k in RECORDING_METRICS
+            }
         name = f"{split}-{'best' if epoch == 'best' else f'epoch{assigned.epoch:03d}'}"
         log_to_run(uri, run_id, out, f"analysis/{name}", _finite(metrics), assigned.epoch)
     log.info("analysis of run %s (%s) logged under analysis/%s", run_id, split, name)
@@ -197,12 +205,15 @@ def write_analysis(
         "shuffled_high": baseline.high,
         "n_permutations": baseline.n_permutations,
     }
+    recordings = analyse_recordings(assigned.utterances, assigned.clusters, k, out, permutations)
+    if recordings is not None:
+        summary["recordings"] = recordings.summary
     (out / "summary.json").write_text(json.dumps(_jsonable(summary), indent=2))
     order = _by_mean_arousal(profile)
     tables = _tables(profile, order, summary)
     for name, table in tables.items():
-        _write_csv(out / f"{name}.csv", table)
-    _write_csv(out / "utterances.csv", _utterance_table(assigned))
+        table.write_csv(out / f"{name}.csv")
+    _utterance_table(assigned).write_csv(out / "utterances.csv")
     figures = _figures(run, lab, profile, order, out)
     tables["settings"] = _settings(run, summary)
     tables["config"] = report.Table(["key", "value"], sorted(flatten(run.predictor.cfg).items()))
@@ -212,6 +223,7 @@ def write_analysis(
         tables,
         figures,
         out / "report.html",
+        extra=recordings.sections if recordings is not None else (),
     )
     return summary
 
@@ -326,13 +338,6 @@ def _settings(run: Run, summary: dict) -> report.Table:
     return report.Table(["setting", "value"], rows)
 
 
-def _write_csv(path: Path, table: report.Table) -> None:
-    with path.open("w", newline="") as f:
-        writer = csv.writer(f)
-        writer.writerow(table.header)
-        writer.writerows(table.rows)
-
-
 def _finite(metrics: dict[str, float]) -> dict[str, float]:
     return {k: v for k, v in metrics.items() if np.isfinite(v)}
 
@@ -365,7 +370,10 @@ def main(argv: list[str] | None = None) -> int:
     except DeepEmoClusterError as e:
         log.error("%s", e)
         return 1
-    print("\n".join(report.verdict(summary)))
+    lines = report.verdict(summary)
+    if "recordings" in summary:
+        lines += recording_verdict(summary["recordings"])
+    print("\n".join(lines))
     return 0
 
 

@@ -19,6 +19,7 @@ from omegaconf import DictConfig
 from deepemocluster.clustering import Projection
 from deepemocluster.config import load_config
 from deepemocluster.data.labels import LabelScaler
+from deepemocluster.data.manifest import RATING_RANGE
 from deepemocluster.errors import CheckpointError
 from deepemocluster.files import write_atomic
 from deepemocluster.model import DeepEmoCluster, build_model
@@ -54,6 +55,8 @@ class Checkpoint:
     feature_mean: np.ndarray  # Train per-bin feature statistics
     feature_std: np.ndarray
     run_id: str = ""
+    # the scale the ratings were given on: predictions are clipped to it (older checkpoints: 1–7)
+    rating_range: tuple[float, float] = RATING_RANGE
     trainer: dict[str, Any] = field(default_factory=dict)  # TRAINER_KEYS, for resume
     clusters: ClusterSpace | None = None  # set once training has finished with clusters
 
@@ -94,6 +97,8 @@ class Checkpoint:
             return cls._from_dict(state)
         except (KeyError, TypeError, AttributeError) as e:
             raise CheckpointError(f"{path}: not a deepemocluster checkpoint (no {e})") from e
+        except CheckpointError as e:
+            raise CheckpointError(f"{path}: {e}") from e
 
     def _to_dict(self) -> dict[str, Any]:
         state: dict[str, Any] = {
@@ -104,6 +109,7 @@ class Checkpoint:
             "feature_mean": torch.from_numpy(self.feature_mean),
             "feature_std": torch.from_numpy(self.feature_std),
             "run_id": self.run_id,
+            "rating_range": torch.tensor(self.rating_range, dtype=torch.float64),
             **self.trainer,
         }
         if self.clusters is not None:
@@ -133,9 +139,19 @@ class Checkpoint:
             feature_mean=state["feature_mean"].numpy(),
             feature_std=state["feature_std"].numpy(),
             run_id=state.get("run_id", ""),
+            rating_range=_rating_range(state.get("rating_range")),
             trainer={k: state[k] for k in TRAINER_KEYS if k in state},
             clusters=clusters,
         )
+
+
+def _rating_range(saved: torch.Tensor | None) -> tuple[float, float]:
+    if saved is None:
+        return RATING_RANGE
+    values = saved.flatten().tolist()
+    if len(values) != 2 or not values[0] < values[1]:
+        raise CheckpointError(f"rating_range {values} is not a (low, high) scale")
+    return values[0], values[1]
 
 
 def _tensor(a: np.ndarray | None) -> torch.Tensor | None:

@@ -5,6 +5,7 @@ from __future__ import annotations
 import logging
 import sys
 from collections.abc import Callable
+from pathlib import Path
 
 from deepemocluster.errors import DeepEmoClusterError
 from deepemocluster.training.signals import Interrupted
@@ -18,15 +19,21 @@ def setup_logging() -> None:
     )
 
 
-def exit_code(work: Callable[[], object]) -> int:
-    """An entry point's exit status: 0 on success, 128 + signal number when interrupted (the
-    last finished epoch is checkpointed), 1 with one log line for any reported error."""
+def exit_code(work: Callable[[], object], output: Path | None = None) -> int:
+    """An entry point's exit status: 0 on success (or what ``work`` returns, when an int), 128 +
+    signal number when interrupted (the last finished epoch is checkpointed), 1 with one log
+    line for any reported error, or when ``output`` cannot be written."""
     try:
-        work()
+        result = work()
     except Interrupted as e:
         log.error("%s; the last finished epoch is checkpointed", e)
         return 128 + e.signum
     except DeepEmoClusterError as e:
         log.error("%s", e)
         return 1
-    return 0
+    except OSError as e:
+        if output is None:
+            raise
+        log.error("cannot write %s: %s", output, e)
+        return 1
+    return result if isinstance(result, int) else 0

@@ -4,12 +4,13 @@ offline and travels as one file) that says in words how to read each table and f
 from __future__ import annotations
 
 import base64
+import csv
 import html
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
-from deepemocluster.config import ATTRIBUTES
+from deepemocluster.schema import ATTRIBUTES
 
 _STYLE = """
 body { font-family: system-ui, sans-serif; max-width: 70rem; margin: 2rem auto; padding: 0 1rem;
@@ -28,6 +29,13 @@ class Table:
     header: Sequence[str]
     rows: Sequence[Sequence[object]]
 
+    def write_csv(self, path: Path) -> Path:
+        with path.open("w", newline="") as f:
+            writer = csv.writer(f)
+            writer.writerow(self.header)
+            writer.writerows(self.rows)
+        return path
+
 
 @dataclass(frozen=True)
 class Section:
@@ -41,10 +49,16 @@ class Section:
 
 
 def analysis_report(
-    title: str, summary: dict, tables: dict[str, Table], figures: dict[str, Path], path: Path
+    title: str,
+    summary: dict,
+    tables: dict[str, Table],
+    figures: dict[str, Path],
+    path: Path,
+    extra: Sequence[Section] = (),
 ) -> Path:
     """The page for one analysis: ``tables`` has ``settings``, ``tests``, ``clusters`` and
-    ``config``; ``figures`` any of the keys of ``CAPTIONS``."""
+    ``config``; ``figures`` any of the keys of ``CAPTIONS``; ``extra`` sections (the
+    per-recording ones) come before the configuration."""
     sections = [
         Section("Summary", bullets=verdict(summary)),
         Section("Run settings", table=tables["settings"]),
@@ -68,7 +82,7 @@ def analysis_report(
         for key, (heading, text) in CAPTIONS.items()
         if key in figures
     ]
-    sections.append(Section("Full configuration", table=tables["config"]))
+    sections += [*extra, Section("Full configuration", table=tables["config"])]
     return render(title, sections, path)
 
 

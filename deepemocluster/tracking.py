@@ -31,6 +31,7 @@ os.environ.setdefault("MLFLOW_HTTP_REQUEST_TIMEOUT", "30")
 os.environ.setdefault("MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR", "false")
 
 import mlflow  # noqa: E402
+import mlflow.models  # noqa: E402
 import mlflow.pyfunc  # noqa: E402
 import pandas as pd  # noqa: E402  (mlflow's own dependency; the pyfunc model's data type)
 from mlflow.exceptions import MlflowException  # noqa: E402
@@ -270,48 +271,79 @@ def log_to_run(
         raise TrackingError(f"cannot log analysis to run {run_id!r} at {uri}: {e}") from e
 
 
+def update_run(uri: str, run_id: str, tags: dict[str, str], status: str | None = None) -> None:
+    """Tag any run by id and, with ``status``, end it (client API, so the run need not be active
+    in this process: a study links its trials' runs and closes those of dead workers)."""
+    from mlflow.entities import RunTag
+
+    client = MlflowClient(uri)
+    try:
+        client.log_batch(run_id, tags=[RunTag(k, str(v)) for k, v in tags.items()])
+        if status is not None:
+            client.set_terminated(run_id, status)
+    except Exception as e:
+        raise TrackingError(f"cannot update run {run_id!r} at {uri}: {e}") from e
+
+
+PyfuncFactory = Callable[[dict[str, str]], Callable[[pd.DataFrame, dict], pd.DataFrame]]
+
+
 class _PyfuncAdapter(mlflow.pyfunc.PythonModel):
     """MLflow's pyfunc interface around a plain factory, so that no other module imports mlflow:
-    ``load(artifacts)`` returns the function that maps the input DataFrame to the output one."""
+    ``load(artifacts)`` returns the function that maps the input DataFrame and the request's
+    params (the signature's defaults filled in by MLflow) to the output DataFrame."""
 
-    def __init__(
-        self, load: Callable[[dict[str, str]], Callable[[pd.DataFrame], pd.DataFrame]]
-    ) -> None:
+    def __init__(self, load: PyfuncFactory) -> None:
         self.load = load
 
     def load_context(self, context) -> None:
         self.predict_fn = self.load(context.artifacts)
 
     def predict(self, context, model_input: pd.DataFrame, params=None) -> pd.DataFrame:
-        return self.predict_fn(model_input)
+        return self.predict_fn(model_input, dict(params or {}))
+
+
+def set_pyfunc_model(load: PyfuncFactory) -> None:
+    """For a models-from-code file: the model MLflow logs or loads is ``load`` (see
+    ``_PyfuncAdapter``)."""
+    mlflow.models.set_model(_PyfuncAdapter(load))
 
 
 def log_pyfunc_model(
-    load: Callable[[dict[str, str]], Callable[[pd.DataFrame], pd.DataFrame]],
+    code: Path,
     artifacts: dict[str, Path],
     inputs: dict[str, str],
     outputs: dict[str, str],
+    pip_requirements: list[str],
+    code_paths: list[Path],
     name: str = "model",
+    params: dict[str, str] | None = None,
 ) -> None:
-    """Log a pyfunc model to the active run; ``inputs``/``outputs`` map column names to MLflow
-    types for the signature. ``load`` must be a module-level function of an installed package
-    (it is pickled by reference). No pip requirements: the package's environment serves it."""
+    """Log a pyfunc model *from code* to the active run: ``code`` is a file that calls
+    ``set_pyfunc_model`` (MLflow runs it now and at load time; nothing is pickled).
+    ``inputs``/``outputs`` map column names to MLflow types for the signature, ``params`` the
+    string parameters a request may set to their defaults; ``code_paths`` travel in the model's
+    ``code/`` folder and are importable when it loads."""
     from mlflow.models import ModelSignature
-    from mlflow.types import ColSpec, Schema
+    from mlflow.types import ColSpec, ParamSchema, ParamSpec, Schema
 
     signature = ModelSignature(
         inputs=Schema([ColSpec(t, c) for c, t in inputs.items()]),
         outputs=Schema([ColSpec(t, c) for c, t in outputs.items()]),
+        params=ParamSchema([ParamSpec(k, "string", v) for k, v in (params or {}).items()])
+        if params
+        else None,
     )
     with warnings.catch_warnings():  # the signature is given: an input example adds nothing
         warnings.filterwarnings("ignore", message=".*input example was not provided")
         try:
             mlflow.pyfunc.log_model(
                 name=name,
-                python_model=_PyfuncAdapter(load),
+                python_model=str(code),
                 artifacts={k: str(v) for k, v in artifacts.items()},
                 signature=signature,
-                pip_requirements=[],
+                pip_requirements=pip_requirements,
+                code_paths=[str(p) for p in code_paths],
             )
         except Exception as e:  # store unreachable or refusing the upload
             raise TrackingError(f"cannot log the model {name!r}: {e}") from e

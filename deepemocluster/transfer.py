@@ -185,7 +185,7 @@ def _finetune(
     try:
         tracker.log_params(flatten(ft_cfg))
         tracker.set_tags({"data_fingerprint": corpus.fingerprint, "run_dir": str(run_dir)})
-        device = select_device(cfg.train.device, cfg.train.amp)
+        device = select_device(cfg.train.device)
         trainer = Trainer(ft_cfg, data, device, hooks=[_LogEpochs(tracker)])
         if init_state is not None:
             trainer.model.load_state_dict(init_state.model)

@@ -1,6 +1,7 @@
 """Shared fixtures: real audio files of any kind, tiny MSP-Podcast-layout corpora, configs.
 
-Everything is written to ``tmp_path`` with the real soundfile/numpy; nothing is mocked.
+Everything is written to ``tmp_path`` with the real soundfile/numpy; nothing is mocked. The
+fixtures of training runs, servers and browsers live in tests/support/fixtures.py.
 """
 
 from __future__ import annotations
@@ -13,12 +14,13 @@ from pathlib import Path
 import numpy as np
 import pytest
 import soundfile as sf
-import torch
+
+pytest_plugins = ["tests.support.fixtures"]
 
 SR = 16000
 MSP_HEADER = ("FileName", "EmoClass", "EmoAct", "EmoVal", "EmoDom", "SpkrID", "Gender", "Split_Set")
-# Helpers are handed out as fixtures (``tone``, ``msp_rows``, ``write_csv``) rather than imported,
-# so test modules never ``import conftest`` (ambiguous once sub-folders have their own conftest).
+# Helpers are handed out as fixtures (``tone``, ``msp_rows``, ``write_csv``) rather than imported:
+# test modules never ``import conftest``.
 
 
 def _tone(
@@ -52,16 +54,6 @@ def _write_csv(
     path.parent.mkdir(parents=True, exist_ok=True)
     path.write_bytes(("\ufeff" if bom else "").encode() + buf.getvalue().encode())
     return path
-
-
-@pytest.fixture
-def one_torch_thread():
-    """Tiny models train faster on one thread (a second one costs more than it gives on 2 busy
-    cores); put the process's setting back afterwards."""
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
 
 
 @pytest.fixture

@@ -222,3 +222,20 @@ def test_a_config_saved_with_a_replaced_key_is_upgraded():
         text="data: {root: x}\nmodel: {aux_head: siamese}\ncluster: {enabled: false}\n"
     )
     assert siamese.model.aux_head == "siamese"
+
+
+@pytest.mark.parametrize(
+    ("override", "value"), [("true", True), ("false", False), ("auto", "auto")]
+)
+def test_train_amp_takes_true_false_or_auto(override, value, tmp_path):
+    assert load_config(overrides=[*ROOT, f"train.amp={override}"]).train.amp == value
+    yaml_file = tmp_path / "amp.yaml"
+    yaml_file.write_text(f"data:\n  root: /x\ntrain:\n  amp: {override}\n")
+    assert load_config(yaml_file).train.amp == value
+
+
+def test_train_amp_defaults_to_auto_and_refuses_anything_else():
+    assert load_config(overrides=ROOT).train.amp == "auto"
+    for bad in ("fast", "1", "[true]", "bf16"):
+        with pytest.raises(ConfigError, match=r"'train\.amp': .* is not one of true, false, auto"):
+            load_config(overrides=[*ROOT, f"train.amp={bad}"])

@@ -1,5 +1,6 @@
 """The torchrun building blocks on their own: batch sharding, and the gather/broadcasts on a real
-3-process gloo group with uneven (and empty) shards. The end-to-end 2-rank run is in tests/train."""
+3-process gloo group with uneven (and empty) shards. The end-to-end 2-rank run is in
+tests/training/test_run_torchrun.py."""
 
 from __future__ import annotations
 
@@ -7,10 +8,10 @@ import numpy as np
 import pytest
 import torch.distributed as dist
 import torch.multiprocessing as mp
-from loopback import free_port
 
 from deepemocluster import distributed
 from deepemocluster.data.samplers import ShardedBatches, ShuffledBatchSampler
+from tests.support.loopback import free_port
 
 
 def test_shards_of_each_batch_add_up_to_it_and_every_rank_steps_alike():

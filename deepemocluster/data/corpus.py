@@ -1,8 +1,9 @@
 """From the ``data``/``features`` config to a ready corpus: manifest, packed features, statistics.
 
 This is the one place that decides which utterances a run uses: it reads the label sources, makes
-the demo corpus when asked, extracts features (skipping and listing bad files), enforces the skip
-ratio, and packs the usable utterances for memory-mapped training.
+the demo corpus when asked, cuts long unlabelled recordings into segments, extracts features
+(skipping and listing bad files), enforces the skip ratio, and packs the usable utterances for
+memory-mapped training.
 """
 
 from __future__ import annotations
@@ -26,6 +27,7 @@ from deepemocluster.data.manifest import (
     read_msp_podcast,
     read_unlabelled,
 )
+from deepemocluster.data.segments import SegmentIndex, SegmentSettings, segment_pool
 from deepemocluster.errors import ManifestError, TooManyBadFilesError
 
 log = logging.getLogger(__name__)
@@ -33,7 +35,8 @@ log = logging.getLogger(__name__)
 
 @dataclass(frozen=True)
 class Corpus:
-    """Usable utterances (row i of ``manifest`` is utterance i of ``packed``) and their features."""
+    """Usable utterances (row i of ``manifest`` is utterance i of ``packed``; a segment of a long
+    recording is an utterance of its own) and their features. ``skipped``: (file, reason)."""
 
     manifest: Manifest
     packed: PackedFeatures
@@ -111,32 +114,37 @@ def beyond_label_fraction(
 
 
 def load_corpus(cfg: DictConfig, seed: int | None = None) -> Corpus:
-    """Manifest → features (extracted once, cached) → packed store + Train statistics."""
-    manifest = read_manifest(cfg.data)
+    """Manifest → segments of long recordings → features (extracted once, cached) → packed
+    store + Train statistics."""
+    whole = read_manifest(cfg.data)
+    index = SegmentIndex(cfg.features.store, SegmentSettings.from_config(cfg.segment))
+    cut, no_segments = segment_pool(whole, cfg.data.segment, index, cfg.features.workers)
     manifest = hide_labels(
-        manifest,
+        cut,
         beyond_label_fraction(
-            manifest,
+            cut,
             cfg.data.label_fraction,
             cfg.data.splits.train,
             cfg.train.seed if seed is None else seed,
         ),
     )
     store = FeatureStore(cfg.features.store, FeatureSettings.from_config(cfg.features))
-    extraction = store.extract([u.path for u in manifest], workers=cfg.features.workers)
-    ratio = len(extraction.skipped) / max(1, len(manifest))
-    for path, reason in extraction.skipped:
+    extraction = store.extract([u.span for u in manifest], workers=cfg.features.workers)
+    skipped = no_segments + extraction.skipped
+    n_files = len({u.path for u in whole})
+    ratio = len(skipped) / max(1, n_files)
+    for path, reason in skipped:
         log.warning("skipped %s: %s", path, reason)
     if ratio > cfg.data.max_skip_ratio:
         raise TooManyBadFilesError(
-            f"{len(extraction.skipped)} of {len(manifest)} audio files unusable ({ratio:.1%} > "
-            f"data.max_skip_ratio={cfg.data.max_skip_ratio}); first: {extraction.skipped[0]}",
-            extraction.skipped,
+            f"{len(skipped)} of {n_files} audio files unusable ({ratio:.1%} > "
+            f"data.max_skip_ratio={cfg.data.max_skip_ratio}); first: {skipped[0]}",
+            skipped,
         )
-    usable = tuple(u for u in manifest if u.path in extraction.keys)
-    packed = store.pack([extraction.keys[u.path] for u in usable])
+    usable = tuple(u for u in manifest if u.span in extraction.keys)
+    packed = store.pack([extraction.keys[u.span] for u in usable])
     train_rows = [i for i, u in enumerate(usable) if u.split == cfg.data.splits.train]
     if not train_rows:
         raise ManifestError(f"no usable audio in split {cfg.data.splits.train!r}")
     mean, std = store.normalisation(packed, train_rows)
-    return Corpus(usable, packed, mean, std, extraction.skipped)
+    return Corpus(usable, packed, mean, std, skipped)

@@ -64,12 +64,14 @@ class ChunkDataset(Dataset):
         std: np.ndarray,
         chunking: DictConfig,
         targets: np.ndarray | None = None,
+        clip: float | None = None,
     ) -> ChunkDataset:
         """Utterances ``rows`` chunked as the ``chunking`` config group says, normalised with the
-        Train statistics ``mean``/``std``: the one way training, evaluation and prediction cut
-        their utterances."""
+        Train statistics ``mean``/``std`` and clipped to ``chunking.clip`` (or ``clip``): the one
+        way training, evaluation and prediction cut their utterances."""
         c = chunking
-        return cls(packed, rows, mean, std, c.n_chunks, c.frames, c.clip, targets)
+        clip = c.clip if clip is None else clip
+        return cls(packed, rows, mean, std, c.n_chunks, c.frames, clip, targets)
 
     def __len__(self) -> int:
         return len(self.rows)

@@ -8,9 +8,10 @@ Layout under ``features.store``::
     <settings key>/packed/<set>.json      utterance offsets into it
     <settings key>/packed/<set>.stats-<train>.npz   per-bin mean/std over the Train utterances
 
-An entry is keyed by the audio file's identity (absolute path, size, mtime), so a changed file or
-changed settings miss the cache. Every file is written to a temporary name and renamed into place,
-so a killed pass never leaves a truncated entry that a later run reads back.
+An entry is keyed by the audio file's identity (absolute path, size, mtime) and, for a segment of
+a long recording, its span, so a changed file or changed settings miss the cache. Every file is
+written to a temporary name and renamed into place, so a killed pass never leaves a truncated
+entry that a later run reads back.
 """
 
 from __future__ import annotations
@@ -30,9 +31,9 @@ import numpy as np
 from threadpoolctl import threadpool_limits
 from tqdm import tqdm
 
-from deepemocluster.data.audio import load_audio, mel_features
+from deepemocluster.data.audio import AudioSpan, load_audio, mel_features
 from deepemocluster.errors import AudioError
-from deepemocluster.faults import failpoint
+from deepemocluster.files import temporary_name, write_atomic
 
 _FORMAT_VERSION = 1
 
@@ -58,9 +59,12 @@ class FeatureSettings:
     def key(self) -> str:
         return _digest(json.dumps({"v": _FORMAT_VERSION, **asdict(self)}, sort_keys=True))[:16]
 
-    def compute(self, path: str | Path) -> np.ndarray:
-        """Decode one file and return its (frames, n_mels) features; raises AudioError."""
-        audio = load_audio(path, self.sample_rate, min_samples=self.n_fft)
+    def compute(
+        self, path: str | Path, start_s: float | None = None, end_s: float | None = None
+    ) -> np.ndarray:
+        """Decode one file (or its span) and return its (frames, n_mels) features; raises
+        AudioError."""
+        audio = load_audio(path, self.sample_rate, self.n_fft, start_s, end_s)
         return mel_features(audio, **asdict(self))
 
 
@@ -149,9 +153,10 @@ def row_source(frames: np.ndarray) -> StoreFile | ArrayRows:
 
 @dataclass(frozen=True)
 class Extraction:
-    """Outcome of one corpus pass: entry keys of usable files, and (path, reason) of skipped ones."""
+    """Outcome of one corpus pass: entry keys of the usable items (keyed as they were given: a
+    path or an AudioSpan), and (path or ``path@start-end``, reason) of the skipped ones."""
 
-    keys: dict[str, str]
+    keys: dict[str | AudioSpan, str]
     skipped: list[tuple[str, str]]
 
 
@@ -162,7 +167,7 @@ class FeatureStore:
         (self.dir / "packed").mkdir(parents=True, exist_ok=True)
         meta = self.dir / "settings.json"
         if not meta.exists():
-            _atomic_write_text(meta, json.dumps(asdict(settings), indent=2))
+            write_atomic(meta, json.dumps(asdict(settings), indent=2))
 
     def entry_path(self, key: str) -> Path:
         return self.dir / "entries" / key[:2] / f"{key}.npy"
@@ -170,32 +175,36 @@ class FeatureStore:
     def load(self, key: str) -> np.ndarray:
         return np.load(self.entry_path(key), mmap_mode="r")
 
-    def extract(self, paths: Sequence[str], workers: int = 1, desc: str = "features") -> Extraction:
-        """Make sure every usable file has an entry; files that fail are skipped, never fatal."""
+    def extract(
+        self, items: Sequence[str | AudioSpan], workers: int = 1, desc: str = "features"
+    ) -> Extraction:
+        """Make sure every usable file or span has an entry; those that fail are skipped, never
+        fatal."""
         keys, skipped, todo = {}, [], []
-        for path in paths:
+        for item in items:
+            span = item if isinstance(item, AudioSpan) else AudioSpan(item)
             try:
-                key = entry_key(path)
+                key = entry_key(span.path, span.start_s, span.end_s)
             except AudioError as e:
-                skipped.append((path, e.reason))
+                skipped.append((str(span), e.reason))
                 continue
             if self.entry_path(key).exists():
-                keys[path] = key
+                keys[item] = key
             else:
-                todo.append((path, key))
-        for path, key, reason in self._run(todo, workers, desc):
+                todo.append((item, span, key))
+        for item, key, reason in self._run(todo, workers, desc):
             if reason is None:
-                keys[path] = key
+                keys[item] = key
             else:
-                skipped.append((path, reason))
+                skipped.append((str(item), reason))
         return Extraction(keys=keys, skipped=skipped)
 
-    def _run(self, todo: list, workers: int, desc: str) -> Iterator[tuple[str, str, str | None]]:
+    def _run(self, todo: list, workers: int, desc: str) -> Iterator[tuple[object, str, str | None]]:
         """Workers are threads: decoding, resampling, FFT, the mel product and file writes release
         the GIL, so threads run in parallel without the seconds of imports a spawned process pays
         per worker, and without the fork-after-OpenMP hang. One BLAS thread each: the mel product
         is small and more BLAS threads oversubscribe the cores (benchmarks/features.py)."""
-        jobs = [(self, path, key) for path, key in todo]
+        jobs = [(self, *job) for job in todo]
         bar = dict(total=len(jobs), desc=desc, unit="file", disable=not sys.stderr.isatty())
         with threadpool_limits(1):
             if workers <= 1:
@@ -217,7 +226,7 @@ class FeatureStore:
         if not index_path.exists():
             lengths = [self.load(k).shape[0] for k in keys]
             offsets = np.concatenate([[0], np.cumsum(lengths, dtype=np.int64)])
-            tmp = _tmp_name(data_path)
+            tmp = temporary_name(data_path)  # a memory map is filled in place, then renamed
             out = np.lib.format.open_memmap(
                 tmp, mode="w+", dtype=np.float32, shape=(int(offsets[-1]), self.settings.n_mels)
             )
@@ -226,7 +235,7 @@ class FeatureStore:
             out.flush()
             del out
             os.replace(tmp, data_path)
-            _atomic_write_text(index_path, json.dumps({"offsets": offsets.tolist()}))
+            write_atomic(index_path, json.dumps({"offsets": offsets.tolist()}))
         offsets = np.asarray(json.loads(index_path.read_text())["offsets"], dtype=np.int64)
         return PackedFeatures(name, np.load(data_path, mmap_mode="r"), offsets)
 
@@ -238,16 +247,13 @@ class FeatureStore:
         path = self.dir / "packed" / f"stats-{name}.npz"
         if not path.exists():
             mean, std = _streamed_mean_std(packed, indices)
-            tmp = _tmp_name(path)
-            with open(tmp, "wb") as f:
-                np.savez(f, mean=mean, std=std)
-            os.replace(tmp, path)
+            write_atomic(path, lambda f: np.savez(f, mean=mean, std=std))
         with np.load(path) as stats:
             return stats["mean"], stats["std"]
 
 
-def entry_key(path: str | Path) -> str:
-    """Identity of an audio file: absolute path, size and modification time."""
+def entry_key(path: str | Path, start_s: float | None = None, end_s: float | None = None) -> str:
+    """Identity of an audio file (absolute path, size, modification time) and of the span."""
     path = Path(path).absolute()
     try:
         st = path.stat()
@@ -257,27 +263,20 @@ def entry_key(path: str | Path) -> str:
         raise AudioError(path, "missing") from e
     except OSError as e:
         raise AudioError(path, "not_a_file", str(e)) from e
-    return _digest(f"{path}|{st.st_size}|{st.st_mtime_ns}")[:24]
+    span = "" if start_s is None else f"|{start_s:.3f}-{end_s:.3f}"
+    return _digest(f"{path}|{st.st_size}|{st.st_mtime_ns}{span}")[:24]
 
 
-def _extract_one(job: tuple[FeatureStore, str, str]) -> tuple[str, str, str | None]:
-    store, path, key = job
+def _extract_one(
+    job: tuple[FeatureStore, object, AudioSpan, str],
+) -> tuple[object, str, str | None]:
+    store, item, span, key = job
     try:
-        feats = store.settings.compute(path)
+        feats = store.settings.compute(span.path, span.start_s, span.end_s)
     except AudioError as e:
-        return path, key, e.reason
-    target = store.entry_path(key)
-    target.parent.mkdir(parents=True, exist_ok=True)
-    tmp = _tmp_name(target)
-    try:
-        with open(tmp, "wb") as f:
-            np.save(f, feats)
-        failpoint("feature_write")
-        os.replace(tmp, target)
-    except BaseException:
-        tmp.unlink(missing_ok=True)
-        raise
-    return path, key, None
+        return item, key, e.reason
+    write_atomic(store.entry_path(key), lambda f: np.save(f, feats), point="feature_write")
+    return item, key, None
 
 
 def _streamed_mean_std(
@@ -305,13 +304,3 @@ def _streamed_mean_std(
 
 def _digest(text: str) -> str:
     return hashlib.sha1(text.encode()).hexdigest()
-
-
-def _tmp_name(path: Path) -> Path:
-    return path.with_name(f".{path.name}.{os.getpid()}.tmp")
-
-
-def _atomic_write_text(path: Path, text: str) -> None:
-    tmp = _tmp_name(path)
-    tmp.write_text(text)
-    os.replace(tmp, path)

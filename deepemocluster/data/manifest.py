@@ -14,7 +14,7 @@ from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
-from deepemocluster.data.audio import AUDIO_SUFFIXES
+from deepemocluster.data.audio import AUDIO_SUFFIXES, AudioSpan
 from deepemocluster.errors import ManifestError
 
 RATING_RANGE = (1.0, 7.0)
@@ -35,7 +35,8 @@ MSP_CLASSES = frozenset("ASHUFDCNOX")
 
 @dataclass(frozen=True)
 class Utterance:
-    """One audio file and what is known about it (ratings on the 1–7 scale, or None)."""
+    """One audio file, or one segment of a long recording (``start_s``/``end_s`` set, id
+    ``<file id>@<start>-<end>``), and what is known about it (ratings on the 1–7 scale, or None)."""
 
     id: str
     path: str
@@ -46,10 +47,17 @@ class Utterance:
     emo_class: str | None = None
     speaker: str | None = None
     gender: str | None = None
+    start_s: float | None = None
+    end_s: float | None = None
 
     @property
     def labelled(self) -> bool:
         return self.arousal is not None
+
+    @property
+    def span(self) -> AudioSpan:
+        """The audio this utterance is: what the feature store decodes."""
+        return AudioSpan(self.path, self.start_s, self.end_s)
 
 
 Manifest = tuple[Utterance, ...]

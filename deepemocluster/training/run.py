@@ -20,6 +20,7 @@ from deepemocluster import clustering, distributed
 from deepemocluster.checkpoint import Checkpoint
 from deepemocluster.config import flatten, resolve_path
 from deepemocluster.data.corpus import load_corpus
+from deepemocluster.data.segments import write_segments_csv
 from deepemocluster.errors import ConfigError, TooManyBadFilesError, TrackingError
 from deepemocluster.tracking import Tracker
 from deepemocluster.training.data import TrainingData, build_data
@@ -41,24 +42,20 @@ def run(
     returns the final test metrics (rank 0; other torchrun ranks return an empty dict)."""
     torch.set_num_threads(cfg.train.threads)
     clustering.set_threads(cfg.cluster.threads or cfg.train.threads)
-    world, device = distributed.init(
-        select_device(cfg.train.device, cfg.train.amp), cfg.train.dist_timeout_min
-    )
+    world, device = distributed.init(select_device(cfg.train.device), cfg.train.dist_timeout_min)
     try:
         if not world.is_main:
-            return _follow(cfg, device, world, hooks)
-        return _lead(cfg, config_name, parent_run_id, device, world, hooks)
+            return _run_on_other_rank(cfg, device, world, hooks)
+        return _run_on_rank_zero(cfg, config_name, parent_run_id, device, world, hooks)
     finally:
         distributed.shutdown(world)
 
 
-def select_device(name: str, amp: bool = False) -> torch.device:
+def select_device(name: str) -> torch.device:
     if name == "auto":
         name = "cuda" if torch.cuda.is_available() else "cpu"
     if name == "cuda" and not torch.cuda.is_available():
         raise ConfigError("train.device=cuda but no CUDA device is available")
-    if name == "cuda" and amp and not torch.cuda.is_bf16_supported():
-        raise ConfigError("train.amp=true needs bfloat16, which this CUDA device lacks")
     return torch.device(name)
 
 
@@ -85,7 +82,7 @@ class Recorder(Hooks):
         log.info("epoch %d/%d  %s", epoch, t.cfg.train.epochs, _format(metrics))
 
 
-def _lead(
+def _run_on_rank_zero(
     cfg: DictConfig,
     config_name: str,
     parent_run_id: str | None,
@@ -154,6 +151,8 @@ def _train_and_test(
     recorder = Recorder(folder, tracker, run_id)
     trainer = Trainer(cfg, data, device, world, [recorder, *hooks])
     recorder.trainer = trainer
+    log.info("%s", trainer.amp_reason)
+    tracker.log_params({"train.amp_resolved": "bfloat16" if trainer.amp else "float32"})
     distributed.broadcast_object(resume_from, world)
     if resume_from is not None:
         _resume(trainer, resume_from)
@@ -201,6 +200,7 @@ def _load_data(cfg: DictConfig, folder: RunFolder, tracker: Tracker) -> Training
         raise TooManyBadFilesError(f"{e}; all listed in {skipped}", e.skipped) from e
     data = build_data(corpus, cfg)
     folder.write_skipped(corpus.skipped)
+    n_segments = write_segments_csv(folder.path / "segments.csv", corpus.manifest)
     tracker.set_tags(
         {
             "git_commit": _git_commit(),
@@ -210,13 +210,16 @@ def _load_data(cfg: DictConfig, folder: RunFolder, tracker: Tracker) -> Training
     )
     tracker.log_artifact(folder.path / "config.yaml")
     tracker.log_artifact(folder.path / "skipped.csv")
+    tracker.log_artifact(folder.path / "segments.csv")
     (folder.path / "utterances.txt").write_text(
         "\n".join(corpus.manifest[r].id for r in data.train.rows) + "\n"
     )
     log.info(
-        "data: %d labelled + %d unlabelled training utterances, %d dev, %d test, %d skipped files",
+        "data: %d labelled + %d unlabelled training utterances (%d of them segments of long "
+        "recordings), %d dev, %d test, %d skipped files",
         data.n_labelled,
         len(data.train) - data.n_labelled,
+        n_segments,
         len(data.dev),
         len(data.test),
         len(corpus.skipped),
@@ -224,7 +227,7 @@ def _load_data(cfg: DictConfig, folder: RunFolder, tracker: Tracker) -> Training
     return data
 
 
-def _follow(
+def _run_on_other_rank(
     cfg: DictConfig, device: torch.device, world: distributed.World, hooks: Sequence[Hooks]
 ) -> dict[str, float]:
     """The run as a torchrun rank other than 0 does it: the same epochs, with no files, no

@@ -52,7 +52,8 @@ class StepLosses:
 class TrainingStep:
     """Forward and backward of one batch of chunk ids (optimiser steps are the trainer's).
 
-    ``net`` is ``model`` or its DDP wrapper; ``pair_rng`` draws the Siamese pairs."""
+    ``net`` is ``model`` or its DDP wrapper; ``pair_rng`` draws the Siamese pairs; ``amp``: the
+    forward passes in bfloat16 autocast."""
 
     def __init__(
         self,
@@ -63,10 +64,11 @@ class TrainingStep:
         device: torch.device,
         pair_rng: np.random.Generator,
         distributed: bool,
+        amp: bool = False,
     ) -> None:
         self.cfg, self.model, self.data, self.device = cfg, model, data, device
         self.pair_rng, self.distributed = pair_rng, distributed
-        self.split = SplitStep(model, net, cfg.train.micro_batch_chunks, device, cfg.train.amp)
+        self.split = SplitStep(model, net, cfg.train.micro_batch_chunks, device, amp)
 
     def __call__(
         self, x: torch.Tensor, batch: UtteranceBatch, cluster_labels: np.ndarray | None

@@ -32,6 +32,7 @@ from deepemocluster.data.samplers import (
     UtteranceBatch,
     UtteranceBatches,
 )
+from deepemocluster.hardware import resolve_amp
 from deepemocluster.heap import releases_free_heap
 from deepemocluster.inference import embed_chunks, predict_utterances
 from deepemocluster.metrics import ccc_report, nmi
@@ -73,6 +74,8 @@ class Trainer:
         self.cfg, self.data, self.device = cfg, data, device
         self.world = world or distributed.World()
         self.hooks = list(hooks)
+        # train.amp (true | false | auto) for this device: bfloat16 only where it is fast
+        self.amp, self.amp_reason = resolve_amp(cfg.train.amp, device)
         torch.manual_seed(cfg.train.seed)
         self.model: DeepEmoCluster = build_model(cfg, data.corpus.packed.frames.shape[1]).to(device)
         if cfg.train.channels_last:
@@ -175,7 +178,7 @@ class Trainer:
                 self.eval_chunks,
                 self.device,
                 distributed.shard(ids, world),
-                self.cfg.train.amp,
+                self.amp,
             )
             emb = distributed.gather_rows(emb, world)
         metrics: dict[str, float] = {}
@@ -236,6 +239,7 @@ class Trainer:
                 self.device,
                 np.random.default_rng(self._seed("pairs")),
                 self.world.enabled,
+                self.amp,
             )
             terms: dict[str, list[float]] = {}
             for i, (x, batch) in enumerate(self._loader(batches)):

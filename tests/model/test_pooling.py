@@ -7,12 +7,12 @@ from __future__ import annotations
 import numpy as np
 import pytest
 import torch
-from tiny_config import TINY_MODEL
 
 from deepemocluster.config import load_config
 from deepemocluster.errors import ConfigError
 from deepemocluster.model import DeepEmoCluster, build_model
 from deepemocluster.model.pooling import AttentionPooling, chunk_mask, mean_over_chunks, pad
+from tests.support.tiny_config import TINY_MODEL
 
 N_MELS, FRAMES, K = 32, 62, 4
 

@@ -1,0 +1,312 @@
+"""The built-in demo corpus: layout, determinism, safe regeneration, and that its labels are learnable."""
+
+from __future__ import annotations
+
+import csv
+import os
+from collections import Counter
+from dataclasses import asdict, replace
+from pathlib import Path
+
+import numpy as np
+import pytest
+import soundfile as sf
+from omegaconf import OmegaConf
+
+from deepemocluster.config import load_config
+from deepemocluster.data import demo
+from deepemocluster.data.corpus import load_corpus
+from deepemocluster.data.demo import generate_demo_corpus, plan_corpus, speakers_per_part
+from deepemocluster.data.demo_episodes import TURN_GAP_S, UTTERANCE_GAP_S
+from deepemocluster.data.manifest import read_msp_podcast, read_unlabelled
+from deepemocluster.errors import ConfigError
+from deepemocluster.schema import DemoConfig
+from tests.support.bench import load_benchmark
+
+SMALL = DemoConfig(seed=0, n_train=40, n_dev=12, n_test=16, n_unlabelled=20, n_speakers=10)
+TINY = DemoConfig(seed=0, n_train=4, n_dev=2, n_test=2, n_unlabelled=2, n_speakers=4)
+HEADER = "FileName,EmoClass,EmoAct,EmoVal,EmoDom,SpkrID,Gender,Split_Set"
+
+
+# benchmarks/quality.py is the one home of the pooled-statistics ridge baseline
+quality = load_benchmark("quality")
+
+
+@pytest.fixture(scope="module")
+def small(tmp_path_factory) -> Path:
+    return generate_demo_corpus(tmp_path_factory.mktemp("demo") / "corpus", SMALL)
+
+
+def _rows(root: Path) -> list[dict[str, str]]:
+    with (root / "Labels" / "labels_consensus.csv").open(newline="") as f:
+        return list(csv.DictReader(f))
+
+
+def _wavs(root: Path) -> list[Path]:
+    return sorted((root / "Audios").glob("*.wav")) + sorted((root / "Unlabelled").glob("*.wav"))
+
+
+def _mtimes(root: Path) -> dict[str, int]:
+    return {str(p.relative_to(root)): p.stat().st_mtime_ns for p in root.rglob("*")}
+
+
+# --- layout and labels -----------------------------------------------------------------------
+
+
+def test_layout_header_and_splits(small: Path) -> None:
+    assert (small / "Labels" / "labels_consensus.csv").read_text().splitlines()[0] == HEADER
+    rows = _rows(small)
+    assert Counter(r["Split_Set"] for r in rows) == {"Train": 40, "Development": 12, "Test1": 16}
+    assert {p.name for p in (small / "Audios").iterdir()} == {r["FileName"] for r in rows}
+    unlabelled = {p.name for p in (small / "Unlabelled").iterdir()}
+    assert len(unlabelled) == 20 and not unlabelled & {r["FileName"] for r in rows}
+    for r in rows:
+        assert r["FileName"].endswith(".wav")
+        assert r["EmoClass"] in set("ASHUFDCN")
+        assert r["Gender"] in ("Male", "Female")
+        assert int(r["SpkrID"]) >= 1
+        for column in ("EmoAct", "EmoVal", "EmoDom"):
+            assert 1.0 <= float(r[column]) <= 7.0
+            assert len(r[column].split(".")[1]) <= 4
+
+
+def test_speakers_are_disjoint_between_all_parts(small: Path) -> None:
+    speakers: dict[str, set[int]] = {}
+    for u in plan_corpus(SMALL):
+        speakers.setdefault(u.split or "unlabelled", set()).add(u.speaker.spk_id)
+    assert set(speakers) == {"Train", "Development", "Test1", "unlabelled"}
+    parts = list(speakers.values())
+    assert sum(map(len, parts)) == len(set().union(*parts)) == SMALL.n_speakers
+    by_split: dict[str, set[str]] = {}
+    for r in _rows(small):
+        by_split.setdefault(r["Split_Set"], set()).add(r["SpkrID"])
+    assert {k: {int(s) for s in v} for k, v in by_split.items()} == {
+        k: v for k, v in speakers.items() if k != "unlabelled"
+    }
+
+
+def test_speakers_per_part_is_proportional_with_one_each() -> None:
+    alloc = speakers_per_part([400, 120, 160, 400], 40)
+    assert sum(alloc) == 40 and min(alloc) >= 1 and alloc[0] > alloc[1]
+    assert speakers_per_part([100, 1, 1, 0], 3) == [1, 1, 1, 0]
+    assert speakers_per_part([5, 0, 5, 0], 2) == [1, 0, 1, 0]
+    with pytest.raises(ConfigError, match="n_speakers"):
+        speakers_per_part([5, 5, 5, 5], 3)
+
+
+def test_labels_are_neutral_heavy_and_follow_class_centroids() -> None:
+    plan = [u for u in plan_corpus(DemoConfig()) if u.split]
+    counts = Counter(u.emo_class for u in plan)
+    assert counts.most_common(1)[0][0] == "N" and counts["N"] > 0.25 * len(plan)
+
+    def mean(code: str, k: int) -> float:
+        return float(np.mean([u.avd[k] for u in plan if u.emo_class == code]))
+
+    assert mean("A", 0) > mean("N", 0) > mean("S", 0)  # arousal
+    assert mean("H", 1) > mean("N", 1) > mean("A", 1)  # valence
+    assert mean("A", 2) > mean("F", 2)  # dominance
+
+
+def test_manifest_reader_accepts_the_corpus(small: Path) -> None:
+    manifest = read_msp_podcast(small)
+    assert len(manifest) == 68 and all(u.labelled for u in manifest)
+    assert all(Path(u.path).is_file() for u in manifest)
+
+
+# --- long episodes ---------------------------------------------------------------------------
+
+EPISODES = replace(TINY, n_unlabelled=4, n_episodes=2, episode_seconds=45.0)
+
+
+@pytest.fixture(scope="module")
+def episodes(tmp_path_factory) -> Path:
+    return generate_demo_corpus(tmp_path_factory.mktemp("demo") / "episodes", EPISODES)
+
+
+def _turn_rows(root: Path) -> list[dict[str, str]]:
+    with (root / "Labels" / "episode_turns.csv").open(newline="") as f:
+        return list(csv.DictReader(f))
+
+
+def test_episodes_are_long_unlabelled_files_with_their_speech_listed(episodes: Path) -> None:
+    files = sorted((episodes / "Unlabelled" / "episodes").glob("*.wav"))
+    assert [p.name for p in files] == ["EPISODE_01.wav", "EPISODE_02.wav"]
+    rows = _turn_rows(episodes)
+    unlabelled_speakers = {u.speaker.spk_id for u in plan_corpus(EPISODES) if u.split is None}
+    assert {int(r["speaker"]) for r in rows} <= unlabelled_speakers
+    for path in files:
+        info = sf.info(path)
+        assert (info.samplerate, info.channels, info.subtype) == (16000, 1, "PCM_16")
+        assert 30.0 - 0.01 <= info.duration <= 60.0 + 0.01  # episode_seconds × [2/3, 4/3]
+        mine = [r for r in rows if r["episode"] == f"episodes/{path.stem}"]
+        assert len({r["turn"] for r in mine}) >= 2
+        audio, _ = sf.read(path)
+        spans = [(float(r["start_s"]), float(r["end_s"]), int(r["turn"])) for r in mine]
+        assert spans[0][0] > 0 and spans[-1][1] < info.duration
+        for (_, end, turn), (start, _, next_turn) in zip(spans, spans[1:], strict=False):
+            gap = start - end
+            if turn == next_turn:  # shorter than segment.pause_s: one turn for the segmenter
+                assert 0 < gap < UTTERANCE_GAP_S[1] + 0.11
+            else:
+                assert TURN_GAP_S[0] <= gap
+        # speech is louder than the tone bed and noise between turns
+        speech = np.concatenate([audio[round(a * 16000) : round(b * 16000)] for a, b, _ in spans])
+        between = audio[round((spans[0][0] - 0.9) * 16000) : round((spans[0][0] - 0.2) * 16000)]
+        assert np.sqrt(np.mean(speech**2)) > 1.5 * np.sqrt(np.mean(between**2)) > 0
+
+
+def test_episodes_are_read_as_unlabelled_audio_and_reproducible(episodes, tmp_path) -> None:
+    ids = {u.id for u in read_unlabelled([episodes / "Unlabelled"])}
+    assert {"Unlabelled/episodes/EPISODE_01", "Unlabelled/episodes/EPISODE_02"} <= ids
+    assert len(ids) == EPISODES.n_unlabelled + EPISODES.n_episodes
+    again = generate_demo_corpus(tmp_path / "again", EPISODES)
+    for name in ("Unlabelled/episodes/EPISODE_02.wav", "Labels/episode_turns.csv"):
+        assert (again / name).read_bytes() == (episodes / name).read_bytes()
+
+
+def test_episodes_need_unlabelled_speakers(tmp_path) -> None:
+    with pytest.raises(ConfigError, match="n_episodes"):
+        generate_demo_corpus(tmp_path / "bad", replace(EPISODES, n_unlabelled=0))
+
+
+# --- audio -----------------------------------------------------------------------------------
+
+
+def test_audio_is_16k_mono_pcm16_finite_and_not_silent(small: Path) -> None:
+    for path in _wavs(small):
+        info = sf.info(path)
+        assert (info.samplerate, info.channels, info.subtype) == (16000, 1, "PCM_16")
+        assert SMALL.min_seconds - 0.01 <= info.duration <= SMALL.max_seconds + 0.01
+        audio, _ = sf.read(path)
+        assert np.isfinite(audio).all()
+        assert 0.2 < np.abs(audio).max() <= 0.91
+        assert np.sqrt(np.mean(audio**2)) > 0.01
+
+
+# --- determinism -----------------------------------------------------------------------------
+
+
+def test_same_seed_gives_identical_bytes(small: Path, tmp_path: Path) -> None:
+    again = generate_demo_corpus(tmp_path / "again", SMALL)
+    for name in ("Labels/labels_consensus.csv", "demo.json"):
+        assert (again / name).read_bytes() == (small / name).read_bytes()
+    assert [p.name for p in _wavs(again)] == [p.name for p in _wavs(small)]
+    for a, b in zip(_wavs(again), _wavs(small), strict=True):
+        assert a.read_bytes() == b.read_bytes(), a.name
+
+
+@pytest.mark.slow  # starts two spawned processes (~3 s)
+def test_worker_processes_do_not_change_the_files(small: Path, tmp_path: Path, monkeypatch) -> None:
+    monkeypatch.setattr(demo, "_MIN_PARALLEL_SECONDS", 1.0)
+    parallel = generate_demo_corpus(tmp_path / "parallel", SMALL, workers=2)
+    for a, b in zip(_wavs(parallel), _wavs(small), strict=True):
+        assert a.read_bytes() == b.read_bytes(), a.name
+
+
+def test_other_seed_gives_other_labels_and_audio(small: Path, tmp_path: Path) -> None:
+    other = generate_demo_corpus(tmp_path / "other", replace(SMALL, seed=1))
+    assert _rows(other) != _rows(small)
+    first_a, _ = sf.read(_wavs(small)[0])
+    first_b, _ = sf.read(_wavs(other)[0])
+    assert first_a.shape != first_b.shape or not np.allclose(first_a, first_b)
+    audio_bytes = {p.read_bytes() for p in _wavs(small)}
+    assert not audio_bytes & {p.read_bytes() for p in _wavs(other)}
+
+
+# --- stamp, idempotency and safe regeneration ------------------------------------------------
+
+
+def test_second_call_with_same_config_does_not_rewrite(small: Path) -> None:
+    before = _mtimes(small)
+    assert generate_demo_corpus(small, SMALL) == small
+    assert _mtimes(small) == before
+
+
+def test_stamp_holds_config_and_format_version(small: Path) -> None:
+    stamp = demo.read_stamp(small)
+    assert stamp["format_version"] == demo.FORMAT_VERSION
+    assert DemoConfig(**stamp["config"]) == SMALL
+
+
+def test_changed_config_regenerates_cleanly(tmp_path: Path) -> None:
+    root = generate_demo_corpus(tmp_path / "corpus", replace(TINY, n_train=9))
+    generate_demo_corpus(root, replace(TINY, seed=7))
+    assert demo.read_stamp(root)["config"]["seed"] == 7
+    rows = _rows(root)
+    assert Counter(r["Split_Set"] for r in rows)["Train"] == 4
+    # nothing stale left behind: exactly the files of the new corpus
+    assert {p.name for p in (root / "Audios").iterdir()} == {r["FileName"] for r in rows}
+    assert len(list((root / "Unlabelled").iterdir())) == TINY.n_unlabelled
+    umask = os.umask(0)
+    os.umask(umask)
+    assert root.stat().st_mode & 0o777 == 0o777 & ~umask  # not owner-only like a mkdtemp folder
+    assert [p.name for p in tmp_path.iterdir()] == ["corpus"]  # no temp folders left behind
+
+
+def test_unstamped_partial_corpus_is_replaced(tmp_path: Path) -> None:
+    root = tmp_path / "corpus"
+    (root / "Audios").mkdir(parents=True)
+    (root / "Audios" / "half_written.wav").write_bytes(b"RIFF")
+    generate_demo_corpus(root, TINY)
+    assert not (root / "Audios" / "half_written.wav").exists()
+    assert demo.read_stamp(root)["config"] == asdict(TINY)
+
+
+def test_folder_with_foreign_files_is_never_overwritten(tmp_path: Path) -> None:
+    (tmp_path / "notes.txt").write_text("mine")
+    with pytest.raises(ConfigError, match="notes.txt"):
+        generate_demo_corpus(tmp_path, TINY)
+    assert (tmp_path / "notes.txt").read_text() == "mine"
+
+
+def test_failed_generation_keeps_old_corpus_and_leaves_no_temp(tmp_path, monkeypatch) -> None:
+    root = generate_demo_corpus(tmp_path / "corpus", TINY)
+    before = _mtimes(root)
+
+    def fail(*args, **kwargs):
+        raise RuntimeError("killed mid-way")
+
+    monkeypatch.setattr(demo, "_write_labels", fail)
+    with pytest.raises(RuntimeError, match="killed"):
+        generate_demo_corpus(root, replace(TINY, seed=3))
+    assert _mtimes(root) == before and demo.read_stamp(root)["config"]["seed"] == 0
+    assert [p.name for p in tmp_path.iterdir()] == ["corpus"]
+
+
+def test_accepts_the_config_node_and_rejects_bad_sizes(tmp_path: Path) -> None:
+    node = OmegaConf.structured(
+        DemoConfig(n_train=3, n_dev=1, n_test=1, n_unlabelled=0, n_speakers=3)
+    )
+    root = generate_demo_corpus(tmp_path / "corpus", node)  # as given by cfg.data.demo
+    assert len(_rows(root)) == 5 and not list((root / "Unlabelled").iterdir())
+    with pytest.raises(ConfigError, match="n_speakers"):
+        generate_demo_corpus(tmp_path / "bad", replace(TINY, n_speakers=2))
+    with pytest.raises(ConfigError, match="n_train"):
+        generate_demo_corpus(tmp_path / "bad", replace(TINY, n_train=0))
+
+
+def test_cli_writes_and_reports(tmp_path: Path, capsys) -> None:
+    args = ["--out", str(tmp_path / "cli"), "--seed", "2", "--n-train", "4", "--n-dev", "2"]
+    args += ["--n-test", "2", "--n-unlabelled", "3", "--n-speakers", "4", "--max-seconds", "2.0"]
+    assert demo.main(args) == 0
+    out = capsys.readouterr().out
+    assert str(tmp_path / "cli") in out and "8 labelled + 3 unlabelled" in out
+    assert demo.read_stamp(tmp_path / "cli")["config"]["max_seconds"] == 2.0
+
+
+# --- the labels are learnable from the audio -------------------------------------------------
+
+
+@pytest.mark.slow
+def test_ridge_on_pooled_log_mel_learns_the_labels(tmp_path: Path) -> None:
+    sizes = {"n_train": 240, "n_dev": 60, "n_test": 120, "n_unlabelled": 0, "n_speakers": 24}
+    cfg = load_config(
+        overrides=[
+            f"data.root={tmp_path / 'medium'}",
+            f"features.store={tmp_path / 'features'}",
+            *(f"data.demo.{k}={v}" for k, v in sizes.items()),
+        ]
+    )
+    scores = quality.ridge_scores(load_corpus(cfg), cfg)
+    assert scores["arousal"]["ccc"] >= 0.5, scores
+    assert scores["valence"]["ccc"] > 0.1 and scores["dominance"]["ccc"] > 0.1, scores

@@ -1,0 +1,2 @@
+"""Helpers the tests share, imported as ``tests.support.<module>``; their fixtures are in
+``tests.support.fixtures``."""
