@@ -1,6 +1,6 @@
 """Chunk → utterance pooling: shapes, padding that cannot matter, gradients, the exact `mean` rule,
 checkpoints of `mean` models keeping their keys. What attention learns that the mean cannot is
-tested through a real training run (tests/train/test_pooled_training.py)."""
+tested through a real training run (tests/training/test_trainer_pooling.py)."""
 
 from __future__ import annotations
 
