@@ -21,6 +21,7 @@ from deepemocluster.training.data import build_data
 from deepemocluster.training.run import run
 from deepemocluster.training.trainer import Trainer
 from tests.model.utterance_property_corpus import CHUNKING, write_corpus
+from tests.support.resume import second_epoch_straight_and_resumed
 from tests.support.tiny_config import TINY_MODEL
 
 pytestmark = pytest.mark.slow
@@ -80,24 +81,11 @@ def test_a_resumed_attention_epoch_matches_the_uninterrupted_one(
     cfg = tiny_cfg("model.pooling=attention", "train.micro_batch_chunks=5")
     data = build_data(load_corpus(cfg), cfg)
 
-    def trainer() -> Trainer:
-        return Trainer(cfg, data, torch.device("cpu"))
+    def trains(whole: Trainer) -> None:  # the pooling weights really change in an epoch
+        assert not torch.equal(whole.model.pooling.score[0].weight, initial)
 
-    def epoch(t: Trainer) -> dict[str, float]:
-        metrics = t.run_epoch()
-        t.epoch += 1
-        return {k: v for k, v in metrics.items() if not k.startswith("time/")}
-
-    whole = trainer()
-    initial = whole.model.pooling.score[0].weight.detach().clone()
-    epoch(whole)
-    assert not torch.equal(whole.model.pooling.score[0].weight, initial)  # it trains
-    whole.checkpoint("run").save(tmp_path / "last.pt")  # what a run killed now leaves
-    second = epoch(whole)
-    resumed = trainer()  # a new process: fresh model and RNG, then the checkpoint
-    saved = Checkpoint.load(tmp_path / "last.pt")
-    resumed.model.load_state_dict(saved.model)
-    resumed.load_state_dict(saved.trainer)
-    assert epoch(resumed) == second
+    initial = Trainer(cfg, data, torch.device("cpu")).model.pooling.score[0].weight.detach().clone()
+    second, resumed = second_epoch_straight_and_resumed(cfg, data, tmp_path, trains)
+    assert resumed == second
     assert {"train/loss_ce", "train/loss_ccc"} <= set(second)
     assert all(np.isfinite(v) for v in second.values())

@@ -7,7 +7,6 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-import torch
 from mlflow.tracking import MlflowClient
 
 from deepemocluster.checkpoint import Checkpoint
@@ -15,7 +14,7 @@ from deepemocluster.data.corpus import load_corpus
 from deepemocluster.evaluate import evaluate
 from deepemocluster.training.data import build_data
 from deepemocluster.training.run import run
-from deepemocluster.training.trainer import Trainer
+from tests.support.resume import second_epoch_straight_and_resumed
 
 pytestmark = [pytest.mark.slow, pytest.mark.usefixtures("one_torch_thread")]
 
@@ -44,21 +43,6 @@ def test_resumed_siamese_epoch_matches_the_uninterrupted_one(siamese_cfg, tmp_pa
     cfg = siamese_cfg("siamese.pairs_per_batch=16")
     data = build_data(load_corpus(cfg), cfg)
 
-    def trainer() -> Trainer:
-        return Trainer(cfg, data, torch.device("cpu"))
-
-    def epoch(t: Trainer) -> dict[str, float]:
-        metrics = t.run_epoch()
-        t.epoch += 1
-        return {k: v for k, v in metrics.items() if not k.startswith("time/")}
-
-    whole = trainer()
-    epoch(whole)
-    whole.checkpoint("run").save(tmp_path / "last.pt")  # what a run killed now leaves
-    second = epoch(whole)
-    resumed = trainer()  # a new process: fresh model and RNG, then the checkpoint
-    saved = Checkpoint.load(tmp_path / "last.pt")
-    resumed.model.load_state_dict(saved.model)
-    resumed.load_state_dict(saved.trainer)
-    assert epoch(resumed) == second
+    second, resumed = second_epoch_straight_and_resumed(cfg, data, tmp_path)
+    assert resumed == second
     assert "train/loss_pair" in second and np.isfinite(second["train/loss_pair"])
