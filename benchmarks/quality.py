@@ -16,22 +16,27 @@ methods (same seed, same labelled subset) with theirs. Every CCC is `deepemoclus
 
     python benchmarks/quality.py [--quick] [--seeds 0 1 2] [--fractions 1.0 0.1]
         [--methods ridge no_clustering clustering] [--corpus-seed N]
-        [--compare KEY=V1,V2,...] [--out FILE] [key=value ...]
+        [--compare KEY=V1,V2,...] [--jobs N] [--out FILE] [key=value ...]
 
 `--corpus-seed N` builds a second demo corpus (`data.demo.seed=N`: other speakers and sentences)
 beside the default one and writes `quality_corpus<N>.json`. `--methods ridge` scores the ridge
 alone (a minute). `--compare model.pooling=mean,attention` trains each model method once per
 value (`clustering[attention]`, ...) and adds the paired differences of every value against the
 first (`clustering[attention]-clustering[mean]`) and against the ridge. `--quick` trains tiny models on a tiny corpus (the test suite's smoke run). The
-JSON is rewritten after every run, so a long benchmark keeps what it finished.
+JSON is rewritten after every run, so a long benchmark keeps what it finished. `--jobs N` runs N
+model runs side by side, each in its own process with `train.threads` // N threads.
 """
 
 from __future__ import annotations
 
 import argparse
+import multiprocessing
 import sys
 import tempfile
 import time
+from collections.abc import Callable
+from concurrent.futures import ProcessPoolExecutor, as_completed
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
@@ -237,6 +242,71 @@ def configure(args: argparse.Namespace, workdir: Path) -> list[str]:
     return shared + args.overrides
 
 
+@dataclass(frozen=True)
+class Task:
+    """One run of the benchmark: a method at a label fraction and a seed."""
+
+    fraction: float
+    seed: int
+    name: str  # the method, with the compared value: clustering[attention]
+    method: str
+    extra: list[str]  # the compared value's override
+    overrides: list[str]  # all that load_config takes
+
+
+def make_task(
+    fraction: float,
+    seed: int,
+    name: str,
+    method: str,
+    extra: list[str],
+    shared: list[str],
+    workdir: Path,
+    jobs: int,
+) -> Task:
+    """A task with its own run folder and MLflow store (jobs run side by side), and with
+    ``jobs`` > 1 its share of ``train.threads``."""
+    run_name = f"quality-{name.replace('[', '-').rstrip(']')}-{fraction}-{seed}"
+    overrides = [
+        *shared,
+        f"data.label_fraction={fraction}",
+        f"train.seed={seed}",
+        f"tracking.runs_dir={workdir / 'runs' / run_name}",
+        f"tracking.run_name={run_name}",
+        *extra,
+    ]
+    if method == "no_clustering":
+        overrides.append("model.aux_head=none")
+    if jobs > 1:
+        threads = load_config(CONFIG, shared).train.threads
+        overrides.append(f"train.threads={max(1, threads // jobs)}")
+    return Task(fraction, seed, name, method, extra, overrides)
+
+
+def run_task(task: Task) -> tuple[Task, dict[str, float], dict]:
+    """Scores and details of one task, the seconds it took among the details."""
+    began = time.perf_counter()
+    scores, details = method_ccc(task.method, load_config(CONFIG, task.overrides), "quality")
+    return task, scores, details | {"seconds": time.perf_counter() - began}
+
+
+def run_tasks(tasks: list[Task], jobs: int, record: Callable[..., None]) -> None:
+    """``record(task, scores, details)`` as each task finishes: the ridge in this process, the
+    model runs here too or, with ``jobs`` > 1, in that many fresh processes."""
+    if jobs == 1:
+        for task in tasks:
+            record(*run_task(task))
+        return
+    spawn = multiprocessing.get_context("spawn")
+    with ProcessPoolExecutor(jobs, mp_context=spawn) as pool:
+        models = [pool.submit(run_task, t) for t in tasks if t.method != "ridge"]
+        for task in tasks:  # while the models train
+            if task.method == "ridge":
+                record(*run_task(task))
+        for future in as_completed(models):
+            record(*future.result())
+
+
 def print_summary(summary: dict, keys: list[str]) -> None:
     for fraction, s in summary.items():
         if not s:
@@ -266,12 +336,17 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument(
         "--compare", default=None, metavar="KEY=V1,V2", help="each model method per value"
     )
+    parser.add_argument(
+        "--jobs", type=int, default=1, help="model runs side by side, train.threads split"
+    )
     parser.add_argument("--out", type=Path, default=None, help="default results/quality.json")
     parser.add_argument("overrides", nargs="*", help="key=value config overrides for every run")
     args = parser.parse_args(argv)
     seeds = args.seeds or ([0, 1] if args.quick else [0, 1, 2])
     if len(seeds) < 2:
         parser.error("intervals need at least 2 seeds")
+    if args.jobs < 1:
+        parser.error(f"--jobs {args.jobs}: need at least 1")
     compare = None
     if args.compare is not None:
         key, _, values = args.compare.partition("=")
@@ -286,56 +361,49 @@ def main(argv: list[str] | None = None) -> int:
     out = args.out or RESULTS_DIR / f"quality{suffix}.json"
     load_before = load_average()
     runs: list[dict] = []
+    summary: dict = {}
     with tempfile.TemporaryDirectory(prefix="bench-quality-") as tmp:
         shared = configure(args, Path(tmp))
         keys = [*load_config(CONFIG, shared).model.attributes, "mean"]
-        for fraction in args.fractions:
-            for seed in seeds:
-                for name, method, extra in runs_per_seed:
-                    run_name = name.replace("[", "-").rstrip("]")
-                    overrides = [
-                        *shared,
-                        f"data.label_fraction={fraction}",
-                        f"train.seed={seed}",
-                        f"tracking.run_name=quality-{run_name}-{fraction}-{seed}",
-                        *extra,
-                    ]
-                    if method == "no_clustering":
-                        overrides.append("model.aux_head=none")
-                    cfg = load_config(CONFIG, overrides)
-                    began = time.perf_counter()
-                    scores, details = method_ccc(method, cfg, "quality")
-                    seconds = time.perf_counter() - began
-                    runs.append(
-                        {"fraction": fraction, "seed": seed, "method": name, "ccc": scores}
-                        | details
-                        | {"seconds": seconds}
-                        | ({"compared": extra} if compare else {})
-                    )
-                    print(f"{fraction} seed {seed} {name}: mean CCC {scores['mean']:.3f}")
-                    summary = {
-                        str(f): summarise(runs, f, keys, names, pairs) for f in args.fractions
-                    }
-                    write_results(
-                        {
-                            "benchmark": "quality",
-                            "mode": "quick" if args.quick else "full",
-                            "config": "configs/default.yaml",
-                            "overrides": [o for o in shared if o.split("=")[0] not in PATHS],
-                            "compare": None
-                            if compare is None
-                            else {"key": compare[0], "values": compare[1]},
-                            "corpus_seed": cfg.data.demo.seed,
-                            "seeds": seeds,
-                            "fractions": args.fractions,
-                            "methods": names,
-                            "ridge": {"statistics": STATISTICS, "alphas": list(ALPHAS)},
-                            "summary": summary,
-                            "runs": runs,
-                            "machine": machine_info(("torch", "numpy"), load_before),
-                        },
-                        out,
-                    )
+        load_corpus(load_config(CONFIG, shared))  # generated and extracted once, before any job
+        tasks = [
+            make_task(fraction, seed, name, method, extra, shared, Path(tmp), args.jobs)
+            for fraction in args.fractions
+            for seed in seeds
+            for name, method, extra in runs_per_seed
+        ]
+
+        def record(task: Task, scores: dict, details: dict) -> None:
+            runs.append(
+                {"fraction": task.fraction, "seed": task.seed, "method": task.name, "ccc": scores}
+                | details
+                | ({"compared": task.extra} if compare else {})
+            )
+            print(f"{task.fraction} seed {task.seed} {task.name}: mean CCC {scores['mean']:.3f}")
+            summary.update({str(f): summarise(runs, f, keys, names, pairs) for f in args.fractions})
+            write_results(
+                {
+                    "benchmark": "quality",
+                    "mode": "quick" if args.quick else "full",
+                    "config": "configs/default.yaml",
+                    "overrides": [o for o in shared if o.split("=")[0] not in PATHS],
+                    "compare": None
+                    if compare is None
+                    else {"key": compare[0], "values": compare[1]},
+                    "corpus_seed": load_config(CONFIG, shared).data.demo.seed,
+                    "seeds": seeds,
+                    "fractions": args.fractions,
+                    "methods": names,
+                    "jobs": args.jobs,
+                    "ridge": {"statistics": STATISTICS, "alphas": list(ALPHAS)},
+                    "summary": summary,
+                    "runs": runs,
+                    "machine": machine_info(("torch", "numpy"), load_before),
+                },
+                out,
+            )
+
+        run_tasks(tasks, args.jobs, record)
     print_summary(summary, keys)
     return 0
 

@@ -50,7 +50,7 @@ class InferenceGraph(nn.Module):
     def __init__(self, backend: TorchBackend) -> None:
         super().__init__()
         model, c = backend.model, backend.cfg.chunking
-        self.encoder, self.regressor, self.cluster = model.encoder, model.regressor, model.cluster
+        self.model, self.cluster = model, model.cluster
         self.n_chunks, self.clip = int(c.n_chunks), float(c.clip)
         self.low, self.high = backend.scale
         self.register_buffer("feature_mean", _buffer(backend.feature_mean))
@@ -73,9 +73,7 @@ class InferenceGraph(nn.Module):
         keep = self.frame_index[None, :] < valid_frames[:, None]
         x = torch.where(keep[:, :, None], x, 0.0)  # padding is exactly 0, as in training
         x = torch.where(torch.isnan(x), 0.0, x).clamp(-self.clip, self.clip)
-        h = self.encoder(x)
-        z = self.regressor(h)
-        z = z.reshape(-1, self.n_chunks, z.shape[1]).mean(1)
+        h, z = self.model.equal_utterances(x, self.n_chunks)
         ratings = (z * self.label_std + self.label_mean).clamp(self.low, self.high)
         if not self.clustered:
             return ratings

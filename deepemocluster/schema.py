@@ -108,6 +108,9 @@ class ModelConfig:
     # chunks → utterance: mean (of chunk predictions, the reference) | attention (learned weights
     # over chunk embeddings, then the regressor); deepemocluster/model/pooling.py
     pooling: str = "mean"
+    # the regressor also sees per-chunk spectral statistics (per-bin mean, std, delta std)
+    # beside the CNN embedding; deepemocluster/model/statistics.py
+    statistics: bool = False
 
 
 @dataclass

@@ -17,6 +17,7 @@ from deepemocluster.checkpoint import Checkpoint
 from deepemocluster.data.features import FeatureSettings
 from deepemocluster.errors import CheckpointError
 from deepemocluster.predict import Predictor, load_state
+from tests.support.fixtures import train_tiny
 
 pytestmark = pytest.mark.slow
 PARITY = 1e-4  # absolute, on the 1–7 rating scale
@@ -146,3 +147,20 @@ def test_a_model_without_clustering_exports_ratings_only(trained_run, tmp_path):
     assert all(r["cluster"] is None and r["cluster_distance"] is None for r in got)
     diff = max(abs(g[a] - e[a]) for g, e in zip(got, expected, strict=True) for a in AVD)
     assert diff < PARITY
+
+
+@pytest.mark.parametrize(
+    "variant", ["model.statistics=true", "model.pooling=attention"], ids=["statistics", "attention"]
+)
+def test_other_regressor_inputs_and_poolings_export_with_parity(variant, tmp_path):
+    """The graph runs the model's own utterance path, whatever the regressor reads and however
+    it pools."""
+    trained = train_tiny(tmp_path, variant, "train.epochs=1")
+    torch_predictor = Predictor.from_checkpoint(load_state(str(trained.checkpoint)))
+    onnx_path = export.export(torch_predictor.backend, tmp_path / "model.onnx")
+    paths = [str(p) for p in trained.wavs[:6]]
+    expected = list(torch_predictor.predict(paths, 4))
+    got = list(Predictor.from_onnx(onnx_path).predict(paths, 4))
+    assert all(not r["error"] for r in expected)
+    diff = max(abs(g[a] - e[a]) for g, e in zip(got, expected, strict=True) for a in AVD)
+    assert diff < PARITY, f"ONNX vs torch ({variant}): {diff:.2e} on the rating scale"

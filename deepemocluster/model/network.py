@@ -16,6 +16,7 @@ from deepemocluster.model.encoder import ChunkEncoder
 from deepemocluster.model.heads import ClusterHead, Regressor
 from deepemocluster.model.pooling import AttentionPooling, mean_over_chunks, pad
 from deepemocluster.model.siamese import SiameseHead
+from deepemocluster.model.statistics import ChunkStatistics
 
 
 class UtteranceOutputs(NamedTuple):
@@ -38,6 +39,7 @@ class DeepEmoCluster(nn.Module):
         regressor: Regressor,
         siamese: SiameseHead | None = None,
         pooling: AttentionPooling | None = None,
+        statistics: ChunkStatistics | None = None,
     ) -> None:
         super().__init__()
         if cluster is not None and siamese is not None:
@@ -48,6 +50,8 @@ class DeepEmoCluster(nn.Module):
         self.siamese = siamese
         # None: mean of chunk predictions (and a state_dict without pooling keys, as before it)
         self.pooling = pooling
+        # None: the regressor sees the CNN embedding alone (as the reference)
+        self.statistics = statistics
         self.frozen_blocks = 0
 
     def forward(
@@ -61,23 +65,43 @@ class DeepEmoCluster(nn.Module):
             out = self.forward_utterances(chunks, counts)
             return out.aux, out.utterances
         h = self.encoder(chunks)
-        return self._aux(h), self.regressor(h)
+        return self._aux(h), self.regressor(self._regressor_input(h, chunks))
 
     def forward_utterances(self, chunks: torch.Tensor, counts: torch.Tensor) -> UtteranceOutputs:
         """Chunks of whole utterances, flat (N, frames, n_mels), utterance after utterance, with
         ``counts`` (U,) chunks each → auxiliary outputs per chunk and A/V/D per utterance. Only
         real chunks go through the encoder, so padding never enters BatchNorm statistics."""
         h = self.encoder(chunks)
-        aux = self._aux(h)
+        aux, r = self._aux(h), self._regressor_input(h, chunks)
         if self.pooling is None:
-            chunk_pred = self.regressor(h)
+            chunk_pred = self.regressor(r)
             return UtteranceOutputs(aux, chunk_pred, mean_over_chunks(*pad(chunk_pred, counts)))
-        return UtteranceOutputs(aux, None, self.regressor(self.pooling(*pad(h, counts))))
+        return UtteranceOutputs(aux, None, self.regressor(self.pooling(*pad(r, counts))))
+
+    def equal_utterances(
+        self, chunks: torch.Tensor, n_chunks: int
+    ) -> tuple[torch.Tensor, torch.Tensor]:
+        """Utterances of exactly ``n_chunks`` chunks each, flat (U × n_chunks, frames, n_mels) →
+        (encoder output per chunk, A/V/D per utterance (U, n_attributes)). Reshapes only, no
+        padding: the form the ONNX graph exports (deepemocluster/export.py)."""
+        h = self.encoder(chunks)
+        r = self._regressor_input(h, chunks)
+        r = r.reshape(-1, n_chunks, r.shape[1])
+        if self.pooling is None:
+            return h, self.regressor(r).mean(1)
+        every = torch.ones(r.shape[:2], dtype=torch.bool, device=r.device)
+        return h, self.regressor(self.pooling(r, every))
 
     def predict_utterances(self, chunks: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
         """Padded utterances (U, C, frames, n_mels) with a (U, C) mask of their real chunks →
         A/V/D (U, n_attributes). Padded chunks are dropped before the encoder."""
         return self.forward_utterances(chunks[mask], mask.sum(1)).utterances
+
+    def _regressor_input(self, h: torch.Tensor, chunks: torch.Tensor) -> torch.Tensor:
+        """What the regressor (through the pooling) sees of each chunk."""
+        if self.statistics is None:
+            return h
+        return torch.cat([h, self.statistics(chunks).to(h.dtype)], dim=1)
 
     def _aux(self, h: torch.Tensor) -> torch.Tensor | None:
         if self.cluster is not None:
@@ -119,6 +143,8 @@ def build_model(cfg: DictConfig, n_mels: int) -> DeepEmoCluster:
         if m.aux_head == "siamese"
         else None
     )
-    regressor = Regressor(m.embed_dim, m.head_dim, len(m.attributes))
-    pooling = AttentionPooling(m.embed_dim, m.head_dim) if m.pooling == "attention" else None
-    return DeepEmoCluster(encoder, cluster, regressor, siamese, pooling)
+    statistics = ChunkStatistics(n_mels) if m.statistics else None
+    regressor_in = m.embed_dim + (statistics.dim if statistics is not None else 0)
+    regressor = Regressor(regressor_in, m.head_dim, len(m.attributes))
+    pooling = AttentionPooling(regressor_in, m.head_dim) if m.pooling == "attention" else None
+    return DeepEmoCluster(encoder, cluster, regressor, siamese, pooling, statistics)

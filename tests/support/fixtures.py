@@ -241,7 +241,7 @@ class TrainedRun:
         return sorted((self.corpus_root / "Audios").glob("*.wav"))
 
 
-def _train(base: Path, *extra: str) -> TrainedRun:
+def train_tiny(base: Path, *extra: str) -> TrainedRun:
     """A tiny run with its own demo corpus and sqlite store under ``base``."""
     from deepemocluster.training.run import run
 
@@ -267,7 +267,7 @@ def _train(base: Path, *extra: str) -> TrainedRun:
 def trained_run(tmp_path_factory) -> TrainedRun:
     """One tiny finished training run shared by the session (its own corpus and sqlite store):
     analysis, prediction, serving and export tests only read it."""
-    return _train(tmp_path_factory.mktemp("analysis_run"))
+    return train_tiny(tmp_path_factory.mktemp("analysis_run"))
 
 
 @pytest.fixture(scope="session")
@@ -275,7 +275,7 @@ def episode_run(tmp_path_factory) -> TrainedRun:
     """A tiny finished run whose unlabelled pool also holds one demo episode of about a minute,
     which the run cuts into segments."""
     base = tmp_path_factory.mktemp("episode_run")
-    return _train(base, "data.demo.n_episodes=1", "data.demo.episode_seconds=60")
+    return train_tiny(base, "data.demo.n_episodes=1", "data.demo.episode_seconds=60")
 
 
 @dataclass(frozen=True)
