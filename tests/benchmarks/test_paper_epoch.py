@@ -23,7 +23,7 @@ def quick_run(tmp_path_factory) -> tuple[str, dict]:
 @pytest.mark.slow
 def test_header_machine_and_corpus(quick_run):
     stdout, result = quick_run
-    assert "speed-up vs reference" in stdout
+    assert "speed-up vs scaled reference" in stdout and "reference probe" in stdout
     assert result["benchmark"] == "paper_epoch" and result["mode"] == "quick"
     assert result["config"] == "configs/paper.yaml"
     machine_ok(result["machine"])
