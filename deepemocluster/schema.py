@@ -178,12 +178,17 @@ class TrainConfig:
     # inference batch of the embedding and evaluation passes; on CPU a batch whose largest
     # activation stays under glibc's 32 MiB mmap threshold runs fastest (docs/decisions.md).
     # Reference encoder, 2 threads, chunks/s at 32/64/128 (benchmarks/amp_cpu_kinds.py, loaded
-    # machine): AVX512-BF16/AMX CPU fp32 101/121/86, bf16 335/242/190; AVX2-only fp32 104/89/53
+    # machine): AVX512-BF16/AMX CPU fp32 101/121/86, bf16 335/242/190; AVX2-only fp32 104/89/53.
+    # Within a phase the Trainer keeps freed heap memory for reuse (heap.keep_freed_heap): then
+    # AVX2-only fp32 ran 64-chunk batches at 131-135 chunks/s against 85-94. One value serves
+    # both precisions (docs/decisions.md, "Speed on AVX2-only CPUs")
     eval_batch_chunks: int = 128
     # at most this many chunks through the network at once in a training step (0: the whole
     # batch): exact whole-batch losses, BatchNorm per micro-batch; training/microbatch.py.
     # One step of 32/64 chunks, chunks/s (same benchmark): AVX512-BF16/AMX CPU fp32 25/17, bf16
-    # 21/23; AVX2-only fp32 26/17 (bf16 emulated there: 2.4/2.0, hence train.amp=auto)
+    # 21/23; AVX2-only fp32 26/17 (bf16 emulated there: 2.4/2.0, hence train.amp=auto). With
+    # freed heap memory kept (as the Trainer does), AVX2-only fp32 at 32/64/128 chunks: 59/61/56
+    # (1 thread), and a 704-chunk step in micro-batches of 32: 17-25 chunks/s against 12-13
     micro_batch_chunks: int = 0
     # stop each training pass after this many optimiser steps (0: the whole pass): smoke runs,
     # and benchmarks that time a few steps of a large epoch

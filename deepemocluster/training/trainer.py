@@ -33,7 +33,7 @@ from deepemocluster.data.samplers import (
     UtteranceBatches,
 )
 from deepemocluster.hardware import resolve_amp
-from deepemocluster.heap import releases_free_heap
+from deepemocluster.heap import keep_freed_heap, releases_free_heap
 from deepemocluster.inference import embed_chunks, predict_utterances
 from deepemocluster.metrics import ccc_report, nmi
 from deepemocluster.model import DeepEmoCluster, build_model
@@ -76,6 +76,7 @@ class Trainer:
         self.hooks = list(hooks)
         # train.amp (true | false | auto) for this device: bfloat16 only where it is fast
         self.amp, self.amp_reason = resolve_amp(cfg.train.amp, device)
+        keep_freed_heap()  # reuse freed memory within a phase; each phase ends with a trim
         torch.manual_seed(cfg.train.seed)
         self.model: DeepEmoCluster = build_model(cfg, data.corpus.packed.frames.shape[1]).to(device)
         if cfg.train.channels_last:

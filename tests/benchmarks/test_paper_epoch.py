@@ -23,11 +23,12 @@ def quick_run(tmp_path_factory) -> tuple[str, dict]:
 @pytest.mark.slow
 def test_header_machine_and_corpus(quick_run):
     stdout, result = quick_run
-    assert "speed-up vs reference" in stdout
+    assert "speed-up vs scaled reference" in stdout and "reference probe" in stdout
     assert result["benchmark"] == "paper_epoch" and result["mode"] == "quick"
     assert result["config"] == "configs/paper.yaml"
     machine_ok(result["machine"])
-    assert result["reference"]["epoch_s"] == pytest.approx(20.7 * 60)
+    assert result["reference"]["epoch_s"] == pytest.approx(1244.5)
+    assert result["cpu_kind"]["name"] == "native"
     splits = result["corpus"]["splits"]
     assert set(splits) == {"Train", "Unlabelled", "Development", "Test1"}
     assert sum(splits.values()) == result["setup"]["utterances"]
@@ -47,6 +48,35 @@ def test_flops_and_peaks(quick_run):
     }
     for peak in result["peak_flops"].values():
         assert positive_finite(peak["gflop_per_s"]) and peak["seconds"]
+
+
+@pytest.mark.slow
+def test_the_reference_is_scaled_to_this_cpu_by_the_probe(quick_run):
+    _, result = quick_run
+    probe, reference = result["reference_probe"], result["reference"]
+    rates = probe["chunks_per_s"]
+    assert set(rates) == {"default", "channels_last"} and all(map(positive_finite, rates.values()))
+    scaled = reference["epoch_s"] * reference["probe_chunks_per_s"] / rates["default"]
+    assert probe["reference_epoch_s"] == pytest.approx(scaled)
+    for s in result["summary"].values():
+        assert s["speedup_vs_reference"] == pytest.approx(scaled / s["epoch_s"])
+        assert s["speedup_vs_reference_unscaled"] == pytest.approx(
+            reference["epoch_s"] / s["epoch_s"]
+        )
+
+
+@pytest.mark.slow
+def test_a_subset_of_variants_as_an_avx2_only_cpu(tmp_path):
+    _, result = run_quick(
+        "paper_epoch.py", tmp_path / "avx2.json", "--cpu-kind", "avx2", "--variants", "paper"
+    )
+    kind = result["cpu_kind"]
+    # the whole run (probe, epochs) as an AVX2-only CPU: auto resolves to float32 there
+    assert kind["name"] == "avx2" and kind["torch_cpu_capability"] == "AVX2"
+    assert kind["auto_uses_bf16"] is False
+    assert set(result["epochs"]) == set(result["summary"]) == {"paper"}
+    assert result["epochs"]["paper"]["amp"] is False
+    assert "speedup_vs_unsplit" not in result["summary"]["paper"]  # its baseline did not run
 
 
 @pytest.mark.slow
