@@ -26,24 +26,35 @@ from _common import RESULTS_DIR, TINY_RUN, load_average, machine_info, write_res
 from mlflow.tracking import MlflowClient
 
 ROOT = Path(__file__).resolve().parents[1]
+CONFIG = ROOT / "configs" / "default.yaml"
 
 
 def command(ranks: int, overrides: list[str]) -> list[str]:
-    train = ["-m", "deepemocluster.train", "--config", str(ROOT / "configs" / "default.yaml")]
+    train = ["-m", "deepemocluster.train", "--config", str(CONFIG)]
     if ranks == 1:
         return [sys.executable, *train, *overrides]
     launcher = ["-m", "torch.distributed.run", "--standalone", f"--nproc_per_node={ranks}"]
     return [sys.executable, *launcher, *train, *overrides]
 
 
-def run_setting(
-    ranks: int, cores: int, epochs: int, workdir: Path, extra: list[str], name: str = ""
-) -> dict:
+def data_overrides(workdir: Path) -> list[str]:
+    return [f"data.root={workdir / 'demo'}", f"features.store={workdir / 'features'}"]
+
+
+def prepare_data(workdir: Path, extra: list[str]) -> None:
+    """The demo corpus and its features, made first so that no setting pays for them or waits
+    for rank 0's (here, not by a training run: that would also train, cluster and report)."""
+    from deepemocluster.config import load_config
+    from deepemocluster.data.corpus import load_corpus
+
+    load_corpus(load_config(str(CONFIG), [*data_overrides(workdir), *extra]))
+
+
+def run_setting(ranks: int, cores: int, epochs: int, workdir: Path, extra: list[str]) -> dict:
     """One training run; its epoch times as MLflow logged them."""
-    name = name or f"ranks-{ranks}"
+    name = f"ranks-{ranks}"
     overrides = [
-        f"data.root={workdir / 'demo'}",
-        f"features.store={workdir / 'features'}",
+        *data_overrides(workdir),
         f"tracking.runs_dir={workdir / 'runs'}",
         f"tracking.run_name={name}",
         f"train.epochs={epochs}",
@@ -84,8 +95,7 @@ def main(argv: list[str] | None = None) -> int:
     extra = list(TINY_RUN) if args.quick else []
     load_before = load_average()
     with tempfile.TemporaryDirectory(prefix="bench-ddp-") as workdir:
-        # the corpus and features first, so no setting pays for them or waits for rank 0's
-        run_setting(1, args.cores, 1, Path(workdir), extra, name="warm-up")
+        prepare_data(Path(workdir), extra)
         rows = [run_setting(r, args.cores, epochs, Path(workdir), extra) for r in args.ranks]
     base = next((r["mean_epoch_s"] for r in rows if r["ranks"] == 1), None)
     for r in rows:

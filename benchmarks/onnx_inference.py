@@ -4,7 +4,8 @@ The model is the library default (the reference encoder: 128 mels x 62 frames, 1
 utterance, K = 30 clusters), randomly initialised (speed does not depend on the weights), wrapped
 in a checkpoint exactly as training writes one, then exported with ``deepemocluster.export``.
 Both backends are the ones ``python -m deepemocluster.predict`` uses (``--backend torch|onnx``),
-on 2 threads, over the same synthetic utterances of about 4 s, rounds interleaved, best of R:
+on 2 threads, over the same synthetic utterances of about 4 s, rounds interleaved, best of R
+(``--quick``: the test suite's tiny encoder, whose export takes seconds, not the reference one):
 
 - **network**: ratings only. torch runs ``inference.predict_utterances`` (one forward pass);
   onnxruntime runs the graph, which also normalises the features and computes the clusters.
@@ -26,7 +27,7 @@ from pathlib import Path
 
 import numpy as np
 import torch
-from _common import RESULTS_DIR, load_average, machine_info, write_results
+from _common import RESULTS_DIR, TINY_RUN, load_average, machine_info, write_results
 
 from deepemocluster.checkpoint import Checkpoint, ClusterSpace
 from deepemocluster.clustering import Projection
@@ -71,7 +72,9 @@ def utterances(n: int, n_mels: int, seed: int = 0) -> PackedFeatures:
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    parser.add_argument("--quick", action="store_true", help="4 utterances, 1 round (tests)")
+    parser.add_argument(
+        "--quick", action="store_true", help="tiny encoder, 4 utterances, 1 round (tests)"
+    )
     parser.add_argument("--utterances", type=int, default=64)
     parser.add_argument("--rounds", type=int, default=5)
     parser.add_argument("--out", type=Path, default=RESULTS_DIR / "onnx_inference.json")
@@ -80,7 +83,7 @@ def main(argv: list[str] | None = None) -> int:
     load_before = load_average()
     torch.set_num_threads(THREADS)
 
-    cfg = load_config(overrides=["data.root=/unused"])
+    cfg = load_config(overrides=["data.root=/unused", *(TINY_RUN if args.quick else ())])
     n_mels = cfg.features.n_mels
     torch_backend = TorchBackend.from_checkpoint(random_checkpoint(cfg, n_mels))
     with tempfile.TemporaryDirectory() as tmp:

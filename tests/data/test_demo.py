@@ -299,11 +299,14 @@ def test_cli_writes_and_reports(tmp_path: Path, capsys) -> None:
 
 @pytest.mark.slow
 def test_ridge_on_pooled_log_mel_learns_the_labels(tmp_path: Path) -> None:
-    sizes = {"n_train": 240, "n_dev": 60, "n_test": 120, "n_unlabelled": 0, "n_speakers": 24}
+    # the test suite's 32 mels; 120 Train utterances already put arousal near 0.7, valence and
+    # dominance above 0.3 (the generator is deterministic: the margins are what they are)
+    sizes = {"n_train": 120, "n_dev": 30, "n_test": 60, "n_unlabelled": 0, "n_speakers": 24}
     cfg = load_config(
         overrides=[
             f"data.root={tmp_path / 'medium'}",
             f"features.store={tmp_path / 'features'}",
+            "features.n_mels=32",
             *(f"data.demo.{k}={v}" for k, v in sizes.items()),
         ]
     )

@@ -17,12 +17,12 @@ def test_search_prunes_a_hopeless_setting_on_development_ccc(study_env):
         study_env, overrides=tuple(o for o in study_env.overrides if "optim.main.lr" not in o)
     )
     # lr 0 never moves the regressor: its Development CCC stays at 0 while lr 0.003 climbs.
-    # With seed 0 the sampler's random start tries 0, 0.003, 0, 0: the third trial meets the
+    # With seed 0 the sampler's random start tries 0, 0.003, 0: the third trial meets the
     # median of a learning and a frozen one after epoch 2 and is stopped there.
     path = study_env.write(
         "search",
         sampler="tpe",
-        trials=4,
+        trials=3,
         seed=0,
         pruner={"startup_trials": 1, "warmup_epochs": 1},
         params={"optim.main.lr": [0.003, 0.0]},
@@ -32,7 +32,7 @@ def test_search_prunes_a_hopeless_setting_on_development_ccc(study_env):
     study = study_env.study("search")
     trials = study.get_trials()
     pruned = [t for t in trials if t.state == TrialState.PRUNED]
-    assert len(trials) == 4 and pruned
+    assert len(trials) == 3 and pruned
     assert {t.params["optim.main.lr"] for t in pruned} == {0.0}  # only the hopeless setting
     assert all(max(t.intermediate_values) == 2 for t in pruned)  # stopped after epoch 2 of 3
     learning = [t for t in trials if t.params["optim.main.lr"] > 0]
@@ -46,5 +46,5 @@ def test_search_prunes_a_hopeless_setting_on_development_ccc(study_env):
 
     report = study_env.runs / "search" / "report"
     summary = json.loads((report / "summary.json").read_text())
-    assert summary["pruned"] == len(pruned) and summary["complete"] == 4 - len(pruned)
+    assert summary["pruned"] == len(pruned) and summary["complete"] == 3 - len(pruned)
     assert (report / "history.png").stat().st_size > 10_000

@@ -16,12 +16,12 @@ pytestmark = pytest.mark.slow
 NO_CLUSTERING = "model.aux_head=none"  # the fastest trials: these tests are about scheduling
 
 
-def test_two_worker_processes_share_a_grid_and_run_every_cell_once(study_env, tmp_path):
+def test_two_worker_processes_share_a_grid_and_run_every_cell_once(study_env):
     path = study_env.write(
         "shared", heartbeat_s=1, params={"data.label_fraction": [0.5, 1.0], "train.seed": [0, 1]}
     )
-    proc = study_env.spawn(path, NO_CLUSTERING, "--workers", "2", log=tmp_path / "log")
-    assert proc.wait(timeout=300) == 0, (tmp_path / "log").read_text()[-3000:]
+    # the command in this process (its imports are paid already); its two workers are processes
+    assert study_env.run(path, NO_CLUSTERING, "--workers", "2") == 0
 
     trials = study_env.study("shared").get_trials()
     ran = [t for t in trials if t.state == TrialState.COMPLETE]
@@ -43,9 +43,9 @@ def test_two_worker_processes_share_a_grid_and_run_every_cell_once(study_env, tm
 
 
 def test_killed_worker_is_retried_once_and_counted_once(study_env, tmp_path):
-    path = study_env.write("killed", heartbeat_s=1, params={"train.seed": [0, 1, 2]})
+    path = study_env.write("killed", heartbeat_s=1, params={"train.seed": [0, 1]})
     proc = study_env.spawn(path, NO_CLUSTERING, log=tmp_path / "log")
-    started = study_env.runs / "killed" / "t0001" / "run.json"  # trial 1 is training
+    started = study_env.runs / "killed" / "t0001" / "run.json"  # trial 1 is training, 0 is done
     deadline = time.monotonic() + 240
     while not started.exists() and proc.poll() is None and time.monotonic() < deadline:
         time.sleep(0.05)
@@ -62,22 +62,22 @@ def test_killed_worker_is_retried_once_and_counted_once(study_env, tmp_path):
     assert [t.system_attrs["retry_history"] for t in retries] == [[1]]  # retried once
     assert retries[0].state == TrialState.COMPLETE
     assert retries[0].params == trials[1].params
-    assert len(trials) == 4
+    assert len(trials) == 3
 
     report = study_env.runs / "killed" / "report"
     table = pd.read_csv(report / "trials.csv")
-    assert sorted(table["train.seed"]) == [0, 1, 2]  # each cell once, the dead trial not at all
+    assert sorted(table["train.seed"]) == [0, 1]  # each cell once, the dead trial not at all
     assert set(table["state"]) == {"COMPLETE"} and 1 not in set(table["trial"])
-    assert table.set_index("train.seed").loc[1, "retry_of"] == 1
+    assert table.set_index("train.seed").loc[trials[1].params["train.seed"], "retry_of"] == 1
     summary = json.loads((report / "summary.json").read_text())
-    assert summary["complete"] == 3 and summary["retried"] == {"1": retries[0].number}
+    assert summary["complete"] == 2 and summary["retried"] == {"1": retries[0].number}
 
     client = MlflowClient(study_env.uri)
     dead = client.get_run(dead_run)
     assert dead.info.status == "FAILED"
     assert dead.data.tags["study.retried_as"] == str(retries[0].number)
     children = study_env.children(dead.data.tags["mlflow.parentRunId"])
-    assert sorted(c.info.status for c in children) == ["FAILED"] + ["FINISHED"] * 3
+    assert sorted(c.info.status for c in children) == ["FAILED"] + ["FINISHED"] * 2
 
 
 def test_sigterm_stops_the_study_and_queues_the_trial_again(study_env, tmp_path):

@@ -38,14 +38,33 @@ def corpus_dirs(tmp_path_factory) -> dict[str, Path]:
     return {"root": base / "demo", "store": base / "features"}
 
 
+@pytest.fixture(scope="session")
+def migrated_store(tmp_path_factory) -> Path:
+    """An empty MLflow sqlite store with every schema migration applied. A test's store in
+    ``runs/mlflow.db`` starts as a copy of it: MLflow migrates a new file for seconds."""
+    from mlflow.tracking import MlflowClient
+
+    path = tmp_path_factory.mktemp("migrated_store") / "mlflow.db"
+    MlflowClient(f"sqlite:///{path}").search_experiments()
+    return path
+
+
+def _fresh_runs_dir(runs: Path, store: Path) -> Path:
+    """``runs`` with an empty, migrated ``mlflow.db`` (the default store of that runs folder)."""
+    runs.mkdir(parents=True, exist_ok=True)
+    shutil.copyfile(store, runs / "mlflow.db")
+    return runs
+
+
 @pytest.fixture
-def tiny_overrides(corpus_dirs, tmp_path) -> list[str]:
+def tiny_overrides(corpus_dirs, tmp_path, migrated_store) -> list[str]:
     """A configuration that trains in seconds: small corpus, 32 mels, a 4-layer narrow encoder."""
+    runs = _fresh_runs_dir(tmp_path / "runs", migrated_store)
     return [
         *TINY,
         f"data.root={corpus_dirs['root']}",
         f"features.store={corpus_dirs['store']}",
-        f"tracking.runs_dir={tmp_path / 'runs'}",
+        f"tracking.runs_dir={runs}",
         "tracking.run_name=tiny",
     ]
 
@@ -183,9 +202,10 @@ def siamese_dirs(tmp_path_factory) -> dict[str, Path]:
 
 
 @pytest.fixture
-def siamese_overrides(siamese_dirs, tmp_path) -> list[str]:
+def siamese_overrides(siamese_dirs, tmp_path, migrated_store) -> list[str]:
     """Target corpus as ``data``, source corpus as ``transfer.source``; 32 mels, 3 chunks, a
     4-block narrow encoder, the Siamese head."""
+    runs = _fresh_runs_dir(tmp_path / "runs", migrated_store)
     return [
         "data.format=demo",
         f"data.root={siamese_dirs['target']}",
@@ -210,7 +230,7 @@ def siamese_overrides(siamese_dirs, tmp_path) -> list[str]:
         "train.threads=1",  # tiny steps: a second thread costs more than it gives on 2 busy cores
         "transfer.finetune_epochs=2",
         "transfer.finetune_lr=0.003",
-        f"tracking.runs_dir={tmp_path / 'runs'}",
+        f"tracking.runs_dir={runs}",
         "tracking.run_name=tiny",
     ]
 

@@ -8,6 +8,9 @@ TINY_DEMO = [
     "data.demo.n_test=16",
     "data.demo.n_unlabelled=24",
     "data.demo.n_speakers=12",
+    # none of configs/default.yaml's long episodes, which a command run from the repository
+    # root (torchrun, a study) would otherwise read: one corpus for in-process and CLI runs
+    "data.demo.n_episodes=0",
 ]
 
 TINY_MODEL = [
