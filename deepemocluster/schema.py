@@ -218,6 +218,9 @@ class TrackingConfig:
     run_name: str = ""  # empty: <config name>-<timestamp>; fixed names make resume scripts simple
     runs_dir: str = "runs"
     connect_timeout_s: float = 10.0
+    # a clustering run ends with the cluster-emotion report (docs/analysis.md); false: none, e.g.
+    # for many study trials (python -m deepemocluster.analyze RUN_ID makes it later)
+    report: bool = True
 
 
 @dataclass

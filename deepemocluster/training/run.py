@@ -174,7 +174,7 @@ def _train_and_test(
     from deepemocluster.analyze import analyze
 
     pyfunc.log_model(folder.best, list(cfg.model.attributes))
-    if trainer.clusters:
+    if trainer.clusters and cfg.tracking.report:
         try:  # the report is a by-product: it must not turn a finished training into a failure
             analyze(run_id, tracking_uri=tracker.uri, corpus=data.corpus)
         except Interrupted:

@@ -56,13 +56,14 @@ def test_quality_benchmark_quick(tmp_path):
 @pytest.mark.slow
 def test_quality_benchmark_compares_values_of_a_key(tmp_path):
     """``--compare``: each model method once per value, paired against the first value and the
-    ridge (the model method without clustering: the pairing is the same, the runs shorter)."""
-    extra = ("--fractions", "1.0", "--methods", "ridge", "no_clustering")
+    ridge (the model method without clustering: the pairing is the same, the runs shorter); the
+    model runs two at a time in worker processes (``--jobs 2``)."""
+    extra = ("--fractions", "1.0", "--methods", "ridge", "no_clustering", "--jobs", "2")
     _, result = run_quick(
         "quality.py", tmp_path / "q.json", *extra, "--compare", "model.pooling=mean,attention"
     )
     names = ["ridge", "no_clustering[mean]", "no_clustering[attention]"]
-    assert result["methods"] == names
+    assert result["methods"] == names and result["jobs"] == 2
     assert result["compare"] == {"key": "model.pooling", "values": ["mean", "attention"]}
     runs = {(r["seed"], r["method"]): r for r in result["runs"]}
     assert set(runs) == {(s, m) for s in (0, 1) for m in names}

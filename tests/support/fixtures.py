@@ -287,7 +287,7 @@ def train_tiny(base: Path, *extra: str) -> TrainedRun:
 def trained_run(tmp_path_factory) -> TrainedRun:
     """One tiny finished training run shared by the session (its own corpus and sqlite store):
     analysis, prediction, serving and export tests only read it."""
-    return train_tiny(tmp_path_factory.mktemp("analysis_run"))
+    return train_tiny(tmp_path_factory.mktemp("analysis_run"), "tracking.report=true")
 
 
 @pytest.fixture(scope="session")
@@ -295,7 +295,9 @@ def episode_run(tmp_path_factory) -> TrainedRun:
     """A tiny finished run whose unlabelled pool also holds one demo episode of about a minute,
     which the run cuts into segments."""
     base = tmp_path_factory.mktemp("episode_run")
-    return train_tiny(base, "data.demo.n_episodes=1", "data.demo.episode_seconds=60")
+    return train_tiny(
+        base, "data.demo.n_episodes=1", "data.demo.episode_seconds=60", "tracking.report=true"
+    )
 
 
 @dataclass(frozen=True)

@@ -27,6 +27,8 @@ TINY_MODEL = [
     "train.batch_utterances=8",
     # float32 whatever the CPU: the tests behave the same on machines with and without bf16
     "train.amp=false",
+    # no cluster-emotion report at the end of a run (about 5 s): the shared trained_run has one
+    "tracking.report=false",
 ]
 
 TINY = [*TINY_DEMO, *TINY_MODEL, "cluster.k=4"]

@@ -67,6 +67,7 @@ def test_joint_run_logs_everything_and_learns(tiny_cfg):
     assert best.epoch == int(test["best_epoch"])
     assert best.clusters.centroids.shape == (4, 32)  # K × embedding size, for predict
     assert "assignments/final.npz" in files
+    assert not any(f.startswith("analysis/") for f in files)  # tracking.report=false
 
 
 def test_a_long_unlabelled_episode_trains_as_its_segments(episode_run):
