@@ -28,8 +28,8 @@ TINY = DemoConfig(seed=0, n_train=4, n_dev=2, n_test=2, n_unlabelled=2, n_speake
 HEADER = "FileName,EmoClass,EmoAct,EmoVal,EmoDom,SpkrID,Gender,Split_Set"
 
 
-# benchmarks/quality.py is the one home of the pooled-statistics ridge baseline
-quality = load_benchmark("quality")
+# benchmarks/pooled_ridge.py is the one home of the pooled-statistics ridge baseline
+pooled_ridge = load_benchmark("pooled_ridge")
 
 
 @pytest.fixture(scope="module")
@@ -310,6 +310,6 @@ def test_ridge_on_pooled_log_mel_learns_the_labels(tmp_path: Path) -> None:
             *(f"data.demo.{k}={v}" for k, v in sizes.items()),
         ]
     )
-    scores = quality.ridge_scores(load_corpus(cfg), cfg)
+    scores = pooled_ridge.ridge_scores(load_corpus(cfg), cfg)
     assert scores["arousal"]["ccc"] >= 0.5, scores
     assert scores["valence"]["ccc"] > 0.1 and scores["dominance"]["ccc"] > 0.1, scores

@@ -1,0 +1,85 @@
+"""The baseline the model must beat: closed-form ridge regression on pooled statistics of each
+utterance's log-mel (the run's own feature store), fit on the labelled Train utterances, alpha
+chosen per attribute on Development by CCC. ``quality.py`` scores it beside the models."""
+
+from __future__ import annotations
+
+import numpy as np
+from omegaconf import DictConfig
+
+from deepemocluster.data.corpus import Corpus
+from deepemocluster.metrics import ccc
+
+ALPHAS = tuple(float(a) for a in np.logspace(-1, 5, 13))
+STATISTICS = (
+    "per mel bin: mean, std, 10/50/90th percentiles, std and mean |.| of the frame-to-frame "
+    "delta; frame log-energy: the same seven; log duration (frames)"
+)
+
+
+def _seven(x: np.ndarray) -> np.ndarray:
+    """Mean, std, 10/50/90th percentiles of ``x`` and std and mean |.| of its delta, over axis 0."""
+    delta = np.diff(x, axis=0)
+    return np.concatenate(
+        [
+            [x.mean(0), x.std(0)],
+            np.percentile(x, [10, 50, 90], axis=0),
+            [delta.std(0), np.abs(delta).mean(0)],
+        ]
+    ).ravel()
+
+
+def pooled_statistics(frames: np.ndarray, log_offset: float | None = None) -> np.ndarray:
+    """One utterance's (frames, n_mels) log-mel (or power mel, logged here with ``log_offset``)
+    → a fixed-length vector: ``_seven`` of every bin and of the frame log-energy, log duration."""
+    x = np.asarray(frames, dtype=np.float64)
+    if log_offset is not None:
+        x = np.log(x + log_offset)
+    energy = np.logaddexp.reduce(x, axis=1)[:, None]
+    return np.concatenate([_seven(x), _seven(energy), [np.log(len(x))]])
+
+
+def corpus_statistics(corpus: Corpus, rows: np.ndarray, cfg: DictConfig) -> np.ndarray:
+    """(len(rows), d) pooled statistics read from the run's packed feature store."""
+    offset = None if cfg.features.kind == "log_mel" else cfg.features.log_offset
+    packed = corpus.packed
+    return np.stack(
+        [
+            pooled_statistics(packed.frames[packed.offsets[r] : packed.offsets[r + 1]], offset)
+            for r in rows
+        ]
+    )
+
+
+def fit_ridge(x: np.ndarray, y: np.ndarray, alpha: float) -> tuple[np.ndarray, ...]:
+    """Closed-form ridge on Train-standardised features; returns what ``predict`` needs."""
+    mean, std = x.mean(axis=0), x.std(axis=0)
+    std[std == 0] = 1.0
+    z = (x - mean) / std
+    y_mean = y.mean(axis=0)
+    weights = np.linalg.solve(z.T @ z + alpha * np.eye(z.shape[1]), z.T @ (y - y_mean))
+    return mean, std, weights, y_mean
+
+
+def predict(model: tuple[np.ndarray, ...], x: np.ndarray) -> np.ndarray:
+    mean, std, weights, y_mean = model
+    return (x - mean) / std @ weights + y_mean
+
+
+def ridge_scores(corpus: Corpus, cfg: DictConfig) -> dict[str, dict[str, float]]:
+    """{attribute: {"ccc": Test CCC, "alpha": chosen on Development, "dev_ccc": its Dev CCC}}."""
+    attributes, splits = list(cfg.model.attributes), cfg.data.splits
+    data = {}
+    for split in (splits.train, splits.dev, splits.test):
+        rows = corpus.rows(split, labelled=True)
+        data[split] = corpus_statistics(corpus, rows, cfg), corpus.ratings(rows, attributes)
+    (x_train, y_train), (x_dev, y_dev), (x_test, y_test) = data.values()
+    models = {alpha: fit_ridge(x_train, y_train, alpha) for alpha in ALPHAS}
+    dev_pred = {alpha: predict(m, x_dev) for alpha, m in models.items()}
+    out = {}
+    for j, attribute in enumerate(attributes):
+        dev_ccc = {alpha: ccc(y_dev[:, j], p[:, j]) for alpha, p in dev_pred.items()}
+        alpha = max(dev_ccc, key=dev_ccc.get)
+        test = predict(models[alpha], x_test)[:, j]
+        out[attribute] = {"ccc": ccc(y_test[:, j], test), "alpha": alpha, "dev_ccc": dev_ccc[alpha]}
+    return out
