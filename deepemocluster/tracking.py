@@ -17,6 +17,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from filelock import FileLock
 from omegaconf import DictConfig
 
 from deepemocluster.config import resolve_path
@@ -82,11 +83,12 @@ class Tracker:
         else:
             os.environ["MLFLOW_TRACKING_URI"] = env_uri
         self.uri = uri
-        self.client = MlflowClient(uri)
         try:
-            self.experiment_id = _experiment_id(
-                self.client, experiment, _artifact_location(uri, artifacts_dir, experiment)
-            )
+            with _one_opener(uri):
+                self.client = MlflowClient(uri)  # a new sqlite file is migrated here
+                self.experiment_id = _experiment_id(
+                    self.client, experiment, _artifact_location(uri, artifacts_dir, experiment)
+                )
         except Exception as e:  # mlflow raises many types for an unusable store
             raise TrackingError(
                 f"cannot open MLflow experiment {experiment!r} at {uri}: {e}"
@@ -183,6 +185,19 @@ def download_checkpoint(uri: str, run_id: str, timeout_s: float = 10.0) -> Path:
         )
     except Exception as e:  # unknown run id, missing artifact, store errors
         raise TrackingError(f"cannot fetch the checkpoint of run {run_id!r} from {uri}: {e}") from e
+
+
+@contextmanager
+def _one_opener(uri: str) -> Iterator[None]:
+    """For a local sqlite store, one process at a time opens it: jobs started together on a file
+    that does not exist yet would each run MLflow's schema migration on it, and all but one fail
+    (``alembic ... CommandError``). A lock file beside the store orders them; a server orders
+    its clients itself."""
+    if not uri.startswith("sqlite:///"):
+        yield
+        return
+    with FileLock(uri.removeprefix("sqlite:///") + ".lock"):
+        yield
 
 
 def _experiment_id(client: MlflowClient, name: str, artifact_location: str | None) -> str:

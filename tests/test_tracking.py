@@ -1,7 +1,11 @@
-"""Training against a real `mlflow server` on 127.0.0.1, and the logged model round trip."""
+"""Training against a real `mlflow server` on 127.0.0.1, the logged model round trip, and jobs
+that open a new sqlite store together."""
 
 from __future__ import annotations
 
+import multiprocessing
+import time
+from concurrent.futures import ProcessPoolExecutor
 from pathlib import Path
 
 import mlflow.pyfunc
@@ -11,7 +15,7 @@ import pytest
 from mlflow.tracking import MlflowClient
 
 from deepemocluster.evaluate import evaluate
-from deepemocluster.tracking import resolve_uri
+from deepemocluster.tracking import Tracker, resolve_uri
 from deepemocluster.training.run import run
 
 pytestmark = pytest.mark.slow
@@ -42,6 +46,33 @@ def test_run_against_mlflow_server_and_model_round_trip(tiny_cfg, mlflow_server)
     assert report["ccc_mean"] == pytest.approx(test["test/ccc_mean"], abs=1e-6)
     logged = client.get_run(r.info.run_id).data.metrics
     assert logged["eval/Test1/ccc_arousal"] == pytest.approx(report["ccc_arousal"])
+
+
+def _open_when_released(uri: str, artifacts: str, release: float) -> str:
+    time.sleep(max(0.0, release - time.time()))
+    tracker = Tracker(uri, "together", Path(artifacts), 10.0)
+    run_id = tracker.start("job")
+    tracker.end("FINISHED")
+    return run_id
+
+
+def test_jobs_opening_a_new_sqlite_store_at_once_all_succeed(tmp_path):
+    """Without the lock beside the store, all but one of the jobs that migrate a brand-new
+    sqlite file at the same moment fail inside MLflow's migration."""
+    uri = f"sqlite:///{tmp_path / 'mlflow.db'}"
+    release = time.time() + 8  # after every process has imported mlflow
+    spawn = multiprocessing.get_context("spawn")
+    with ProcessPoolExecutor(4, mp_context=spawn) as pool:
+        jobs = [
+            pool.submit(_open_when_released, uri, str(tmp_path / "artifacts"), release)
+            for _ in range(4)
+        ]
+        run_ids = [job.result(timeout=120) for job in jobs]
+    runs = MlflowClient(uri).search_runs(
+        [MlflowClient(uri).get_experiment_by_name("together").experiment_id]
+    )
+    assert sorted(r.info.run_id for r in runs) == sorted(run_ids)
+    assert all(r.info.status == "FINISHED" for r in runs)
 
 
 def test_default_store_is_absolute_sqlite_under_runs(tmp_path, monkeypatch):
