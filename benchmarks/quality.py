@@ -185,10 +185,10 @@ def make_task(
     extra: list[str],
     shared: list[str],
     workdir: Path,
-    jobs: int,
+    threads: int | None,
 ) -> Task:
     """A task with its own run folder and MLflow store (jobs run side by side), and with
-    ``jobs`` > 1 its share of ``train.threads``."""
+    ``threads`` its share of ``train.threads`` (None: the config's)."""
     run_name = f"quality-{name.replace('[', '-').rstrip(']')}-{fraction}-{seed}"
     overrides = [
         *shared,
@@ -200,9 +200,8 @@ def make_task(
     ]
     if method == "no_clustering":
         overrides.append("model.aux_head=none")
-    if jobs > 1:
-        threads = load_config(CONFIG, shared).train.threads
-        overrides.append(f"train.threads={max(1, threads // jobs)}")
+    if threads is not None:
+        overrides.append(f"train.threads={threads}")
     return Task(fraction, seed, name, method, extra, overrides)
 
 
@@ -287,10 +286,12 @@ def main(argv: list[str] | None = None) -> int:
     summary: dict = {}
     with tempfile.TemporaryDirectory(prefix="bench-quality-") as tmp:
         shared = configure(args, Path(tmp))
-        keys = [*load_config(CONFIG, shared).model.attributes, "mean"]
-        load_corpus(load_config(CONFIG, shared))  # generated and extracted once, before any job
+        base = load_config(CONFIG, shared)
+        keys = [*base.model.attributes, "mean"]
+        load_corpus(base)  # generated and extracted once, before any job
+        threads = max(1, base.train.threads // args.jobs) if args.jobs > 1 else None
         tasks = [
-            make_task(fraction, seed, name, method, extra, shared, Path(tmp), args.jobs)
+            make_task(fraction, seed, name, method, extra, shared, Path(tmp), threads)
             for fraction in args.fractions
             for seed in seeds
             for name, method, extra in runs_per_seed
@@ -313,7 +314,7 @@ def main(argv: list[str] | None = None) -> int:
                     "compare": None
                     if compare is None
                     else {"key": compare[0], "values": compare[1]},
-                    "corpus_seed": load_config(CONFIG, shared).data.demo.seed,
+                    "corpus_seed": base.data.demo.seed,
                     "seeds": seeds,
                     "fractions": args.fractions,
                     "methods": names,
