@@ -16,6 +16,7 @@ from omegaconf import DictConfig, OmegaConf
 
 from deepemocluster.config import flatten, load_config, resolve_path
 from deepemocluster.errors import ConfigError, DeepEmoClusterError
+from deepemocluster.schema import Config
 from deepemocluster.study.objective import STUDY_TAG, Job
 from deepemocluster.study.report import summary_lines, write_report
 from deepemocluster.study.spec import StudySpec, check_params, parse_params
@@ -106,13 +107,20 @@ def _parent_run(study: optuna.Study, spec: StudySpec, cfg: DictConfig, created: 
 
 
 def _check_config(study: optuna.Study, cfg: DictConfig) -> None:
-    """Every trial of a study trains with one config: a rerun with another is refused."""
+    """Every trial of a study trains with one config: a rerun with another is refused. An
+    option that only one side knows (added or removed by an upgrade of this package) differs
+    only when it is set to something other than its default."""
     current = {k: v for k, v in flatten(cfg).items() if not k.startswith(_MACHINE_LOCAL)}
     saved = study.user_attrs.get(CONFIG_ATTR)
     if saved is None:
         study.set_user_attr(CONFIG_ATTR, current)
         return
-    changed = sorted(k for k in saved.keys() | current.keys() if saved.get(k) != current.get(k))
+    default = flatten(OmegaConf.structured(Config))
+    changed = sorted(
+        k
+        for k in saved.keys() | current.keys()
+        if saved.get(k, default.get(k)) != current.get(k, default.get(k))
+    )
     if changed:
         raise ConfigError(
             f"study {study.study_name!r} ran its trials with another training config "

@@ -42,12 +42,18 @@ def open_study(
     it. ``worker`` offsets the TPE seed so that parallel workers start from different points."""
     engine = {"connect_args": {"timeout": 60}} if url.startswith("sqlite") else {}
     with quiet_experimental():
-        storage = RDBStorage(
-            url,
-            engine_kwargs=engine,
-            heartbeat_interval=spec.heartbeat_s,
-            heartbeat_stale_trial_callback=RetryHeartbeatStaleTrialCallback(max_retry=1),
-        )
+        try:
+            storage = RDBStorage(
+                url,
+                engine_kwargs=engine,
+                heartbeat_interval=spec.heartbeat_s,
+                heartbeat_stale_trial_callback=RetryHeartbeatStaleTrialCallback(max_retry=1),
+            )
+        except ImportError as e:
+            raise ConfigError(
+                f"study.storage={safe_url(url)}: the database driver is not installed ({e}); "
+                "PostgreSQL: pip install 'psycopg[binary]', MySQL: pip install pymysql"
+            ) from e
     if spec.sampler == "grid":
         sampler = optuna.samplers.GridSampler({p.key: list(p.choices) for p in params}, spec.seed)
         pruner = optuna.pruners.NopPruner()

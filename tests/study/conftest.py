@@ -7,6 +7,7 @@ from __future__ import annotations
 import os
 import subprocess
 import sys
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -17,6 +18,7 @@ from mlflow.tracking import MlflowClient
 
 import deepemocluster
 from deepemocluster.study.__main__ import main
+from tests.support import postgres
 from tests.support.tiny_config import TINY
 
 REPO = Path(deepemocluster.__file__).resolve().parents[1]
@@ -53,10 +55,10 @@ class StudyEnv:
             self.command(study, *extra), env=env, stdout=log.open("w"), stderr=subprocess.STDOUT
         )
 
-    def study(self, name: str) -> optuna.Study:
-        return optuna.load_study(
-            study_name=name, storage=f"sqlite:///{self.runs / name / 'study.db'}"
-        )
+    def study(self, name: str, storage: str = "") -> optuna.Study:
+        """Study ``name`` in ``storage`` (default: its own sqlite file)."""
+        storage = storage or f"sqlite:///{self.runs / name / 'study.db'}"
+        return optuna.load_study(study_name=name, storage=storage)
 
     def children(self, parent_id: str) -> list:
         client = MlflowClient(self.uri)
@@ -64,6 +66,17 @@ class StudyEnv:
         return client.search_runs(
             [experiment], filter_string=f"tags.mlflow.parentRunId = '{parent_id}'"
         )
+
+
+@pytest.fixture
+def postgres_url() -> Iterator[str]:
+    """A real PostgreSQL database for the study storage (skipped where the server or the
+    driver is not installed; CI installs both)."""
+    pytest.importorskip("psycopg")
+    if postgres.server_binaries() is None:
+        pytest.skip("PostgreSQL is not installed (Debian: apt-get install -y postgresql)")
+    with postgres.postgres_database("studies") as url:
+        yield url
 
 
 @pytest.fixture(scope="session")

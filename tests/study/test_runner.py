@@ -4,6 +4,7 @@ report and its label-efficiency analysis, and a rerun that starts nothing."""
 from __future__ import annotations
 
 import itertools
+import logging
 
 import matplotlib.image
 import pandas as pd
@@ -16,7 +17,7 @@ pytestmark = pytest.mark.slow
 GRID = {"data.label_fraction": [0.5, 1.0], "model.aux_head": ["cluster", "none"], "train.seed": [0]}
 
 
-def test_grid_study_runs_each_cell_once_under_one_parent_and_reports(study_env):
+def test_grid_study_runs_each_cell_once_under_one_parent_and_reports(study_env, caplog):
     path = study_env.write("grid", params=GRID)
     assert study_env.run(path) == 0
 
@@ -65,3 +66,18 @@ def test_grid_study_runs_each_cell_once_under_one_parent_and_reports(study_env):
     assert study_env.run(path) == 0
     assert len(study_env.study("grid").get_trials()) == 4
     assert len(study_env.children(parent_id)) == 4
+
+    # another training setting is refused, naming it ...
+    with caplog.at_level(logging.ERROR, logger="deepemocluster"):
+        assert study_env.run(path, "train.epochs=3") == 1
+    assert "(train.epochs differ)" in caplog.text
+    # ... but an option the study's saved config lacks (one added by an upgrade of the package)
+    # counts as changed only when set away from its default
+    saved = study_env.study("grid").user_attrs["config"]
+    assert saved.pop("model.pooling") == "mean"
+    study_env.study("grid").set_user_attr("config", saved)
+    assert study_env.run(path) == 0
+    caplog.clear()
+    with caplog.at_level(logging.ERROR, logger="deepemocluster"):
+        assert study_env.run(path, "model.pooling=attention") == 1
+    assert "(model.pooling differ)" in caplog.text

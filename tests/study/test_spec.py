@@ -35,6 +35,24 @@ def test_parameter_outside_the_training_schema_is_refused_before_any_trial(study
     assert not study_env.runs.exists()
 
 
+def test_a_storage_whose_driver_is_missing_is_refused_naming_the_driver(study_env, caplog):
+    try:
+        import pymysql  # noqa: F401
+    except ImportError:
+        pass
+    else:
+        pytest.skip("pymysql is installed here")
+    path = study_env.write("driver", params={"train.seed": [0, 1]})
+    storage = "study.storage=mysql+pymysql://user:secret@127.0.0.1:9/studies"
+    with caplog.at_level(logging.ERROR, logger="deepemocluster"):
+        assert study_env.run(path, storage) == 1
+    assert (
+        "database driver is not installed" in caplog.text and "pip install pymysql" in caplog.text
+    )
+    assert "secret" not in caplog.text  # the password is not written to the log
+    assert not (study_env.runs / "driver" / "t0000").exists()  # no trial began
+
+
 @pytest.mark.parametrize(
     ("fields", "overrides", "named"),
     [

@@ -16,14 +16,18 @@ pytestmark = pytest.mark.slow
 NO_CLUSTERING = "model.aux_head=none"  # the fastest trials: these tests are about scheduling
 
 
-def test_two_worker_processes_share_a_grid_and_run_every_cell_once(study_env):
+@pytest.mark.parametrize("storage", ["sqlite", "postgresql"])
+def test_two_worker_processes_share_a_grid_and_run_every_cell_once(study_env, storage, request):
+    """On the default sqlite file and on a PostgreSQL server (the storage for many machines)."""
+    url = request.getfixturevalue("postgres_url") if storage == "postgresql" else ""
     path = study_env.write(
         "shared", heartbeat_s=1, params={"data.label_fraction": [0.5, 1.0], "train.seed": [0, 1]}
     )
+    extra = [f"study.storage={url}"] if url else []
     # the command in this process (its imports are paid already); its two workers are processes
-    assert study_env.run(path, NO_CLUSTERING, "--workers", "2") == 0
+    assert study_env.run(path, NO_CLUSTERING, *extra, "--workers", "2") == 0
 
-    trials = study_env.study("shared").get_trials()
+    trials = study_env.study("shared", url).get_trials()
     ran = [t for t in trials if t.state == TrialState.COMPLETE]
     cells = sorted((t.params["data.label_fraction"], t.params["train.seed"]) for t in ran)
     assert cells == [(0.5, 0), (0.5, 1), (1.0, 0), (1.0, 1)]  # every cell ran, and only once
@@ -36,7 +40,7 @@ def test_two_worker_processes_share_a_grid_and_run_every_cell_once(study_env):
             }
     workers = {t.user_attrs["worker"] for t in ran}
     assert len(workers) == 2  # both processes ran trials
-    parent = study_env.study("shared").user_attrs["mlflow_parent_run_id"]
+    parent = study_env.study("shared", url).user_attrs["mlflow_parent_run_id"]
     assert len(study_env.children(parent)) == 4
     table = pd.read_csv(study_env.runs / "shared" / "report" / "trials.csv")
     assert (table["state"] == "COMPLETE").sum() == 4 and len(table) == len(trials)
