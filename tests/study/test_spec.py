@@ -3,6 +3,7 @@ naming the key, before any trial (or any file) exists."""
 
 from __future__ import annotations
 
+import importlib.util
 import logging
 import re
 from pathlib import Path
@@ -36,12 +37,8 @@ def test_parameter_outside_the_training_schema_is_refused_before_any_trial(study
 
 
 def test_a_storage_whose_driver_is_missing_is_refused_naming_the_driver(study_env, caplog):
-    try:
-        import pymysql  # noqa: F401
-    except ImportError:
-        pass
-    else:
-        pytest.skip("pymysql is installed here")
+    if importlib.util.find_spec("pymysql") is not None:
+        pytest.skip("pymysql is installed here: its driver is not missing")
     path = study_env.write("driver", params={"train.seed": [0, 1]})
     storage = "study.storage=mysql+pymysql://user:secret@127.0.0.1:9/studies"
     with caplog.at_level(logging.ERROR, logger="deepemocluster"):
