@@ -3,7 +3,8 @@
 Each CPU kind is a fresh process: this machine as it is, and the same machine limited to AVX2
 kernels (``ATEN_CPU_CAPABILITY=avx2`` for torch's own kernels, ``ONEDNN_MAX_CPU_ISA=AVX2`` for
 oneDNN's convolutions, ``MKL_ENABLE_INSTRUCTIONS=AVX2`` for MKL's matrix products,
-``FAISS_OPT_LEVEL=avx2`` for k-means), which is how an AVX2-only CPU without AVX512-BF16/AMX runs. The child
+``FAISS_OPT_LEVEL=avx2`` for k-means), which is how an AVX2-only CPU without AVX512-BF16/AMX
+runs. The child
 records what torch reports there and what ``hardware.resolve_amp("auto")`` chooses, then times
 the reference encoder (128 mels x 62 frames, channels_last as training uses it, 2 threads),
 float32 and bfloat16 interleaved, best of R:

@@ -37,8 +37,8 @@ Verdicts: an epoch >= 3x faster than the scaled reference; peak RSS <= 1 GiB; tr
 within 2x of the matmul rate.
 
 ``--cpu-kind avx2`` runs everything (probe, peaks, epochs) as an AVX2-only CPU without bf16
-units does: the run restarts itself with ``amp_cpu_kinds.KINDS["avx2"]``'s environment, read by
-torch and oneDNN at start-up (``train.amp=auto`` then resolves to float32). ``--variants`` runs a
+units does: the run restarts itself with ``amp_cpu_kinds.KINDS["avx2"]``'s environment, read at
+start-up by torch, oneDNN, MKL and faiss (``train.amp=auto`` then resolves to float32). ``--variants`` runs a
 subset (the full set takes about 20 min natively, longer as AVX2).
 
     python benchmarks/paper_epoch.py [--cpu-kind native|avx2] [--variants paper,fp32] [--out ...]
@@ -391,8 +391,9 @@ def verdicts(summary: dict[str, dict]) -> dict[str, dict[str, bool]]:
 
 
 def cpu_kind() -> dict:
-    """Which of ``amp_cpu_kinds.KINDS`` this process runs as (its environment was read by torch
-    and oneDNN at start-up), what torch dispatches, and what ``train.amp=auto`` resolves to."""
+    """Which of ``amp_cpu_kinds.KINDS`` this process runs as (its environment was read at
+    start-up by the libraries it limits), what torch dispatches, and what ``train.amp=auto``
+    resolves to."""
     name = next(k for k, env in reversed(KINDS.items()) if env.items() <= os.environ.items())
     uses_bf16, reason = resolve_amp("auto", torch.device("cpu"))
     return {

@@ -40,27 +40,22 @@ def postgres_database(name: str) -> Iterator[str]:
         os.chown(folder, user.pw_uid, user.pw_gid)
     data, port = folder / "data", free_port()
 
-    def pg(*args: str) -> None:
-        subprocess.run([*as_user, *args], check=True, capture_output=True, timeout=60)
+    def pg(tool: str, *args: str) -> None:
+        """Run a server tool; a failure shows what it printed."""
+        done = subprocess.run(
+            [*as_user, str(binaries / tool), *args], capture_output=True, text=True, timeout=60
+        )
+        assert done.returncode == 0, f"{tool} failed: {done.stdout}{done.stderr}"
 
     try:
-        pg(str(binaries / "initdb"), "-D", str(data), "-A", "trust", "-U", "postgres", "--no-sync")
+        pg("initdb", "-D", str(data), "-A", "trust", "-U", "postgres", "--no-sync")
         options = f"-p {port} -k {folder} -c listen_addresses=127.0.0.1 -c fsync=off"
         log = str(folder / "server.log")
-        pg(str(binaries / "pg_ctl"), "-D", str(data), "-o", options, "-l", log, "-w", "start")
+        pg("pg_ctl", "-D", str(data), "-o", options, "-l", log, "-w", "start")
         try:
-            pg(
-                str(binaries / "createdb"),
-                "-h",
-                "127.0.0.1",
-                "-p",
-                str(port),
-                "-U",
-                "postgres",
-                name,
-            )
+            pg("createdb", "-h", "127.0.0.1", "-p", str(port), "-U", "postgres", name)
             yield f"postgresql://postgres@127.0.0.1:{port}/{name}"
         finally:
-            pg(str(binaries / "pg_ctl"), "-D", str(data), "-m", "immediate", "stop")
+            pg("pg_ctl", "-D", str(data), "-m", "immediate", "stop")
     finally:
         shutil.rmtree(folder, ignore_errors=True)
