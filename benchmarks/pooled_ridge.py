@@ -69,17 +69,31 @@ def predict(model: tuple[np.ndarray, ...], x: np.ndarray) -> np.ndarray:
 def ridge_scores(corpus: Corpus, cfg: DictConfig) -> dict[str, dict[str, float]]:
     """{attribute: {"ccc": Test CCC, "alpha": chosen on Development, "dev_ccc": its Dev CCC}}."""
     attributes, splits = list(cfg.model.attributes), cfg.data.splits
-    data = {}
+    data = []
     for split in (splits.train, splits.dev, splits.test):
         rows = corpus.rows(split, labelled=True)
-        data[split] = corpus_statistics(corpus, rows, cfg), corpus.ratings(rows, attributes)
-    (x_train, y_train), (x_dev, y_dev), (x_test, y_test) = data.values()
-    models = {alpha: fit_ridge(x_train, y_train, alpha) for alpha in ALPHAS}
-    dev_pred = {alpha: predict(m, x_dev) for alpha, m in models.items()}
+        data.append((corpus_statistics(corpus, rows, cfg), corpus.ratings(rows, attributes)))
+    return select_and_score(*data, attributes)
+
+
+Split = tuple[np.ndarray, np.ndarray]  # (features, ratings) of one split's utterances
+
+
+def select_and_score(
+    train: Split, dev: Split, test: Split, attributes: list[str]
+) -> dict[str, dict[str, float]]:
+    """Fit on ``train`` for every alpha, pick each attribute's alpha by Development CCC, score it
+    on Test: {attribute: {"ccc", "alpha", "dev_ccc"}}."""
+    models = {alpha: fit_ridge(*train, alpha) for alpha in ALPHAS}
+    dev_pred = {alpha: predict(m, dev[0]) for alpha, m in models.items()}
     out = {}
     for j, attribute in enumerate(attributes):
-        dev_ccc = {alpha: ccc(y_dev[:, j], p[:, j]) for alpha, p in dev_pred.items()}
+        dev_ccc = {alpha: ccc(dev[1][:, j], p[:, j]) for alpha, p in dev_pred.items()}
         alpha = max(dev_ccc, key=dev_ccc.get)
-        test = predict(models[alpha], x_test)[:, j]
-        out[attribute] = {"ccc": ccc(y_test[:, j], test), "alpha": alpha, "dev_ccc": dev_ccc[alpha]}
+        test_pred = predict(models[alpha], test[0])[:, j]
+        out[attribute] = {
+            "ccc": ccc(test[1][:, j], test_pred),
+            "alpha": alpha,
+            "dev_ccc": dev_ccc[alpha],
+        }
     return out

@@ -1,0 +1,157 @@
+"""Where a trained model keeps what it knows of each attribute, and how much of it the regressor
+uses: the pooled-statistics ridge's rule (closed form, alpha per attribute on Development,
+``pooled_ridge.py``) refit on the labelled Train utterances' means of what the regressor reads,
+part by part, scored on Test beside the model's own Test CCC.
+
+- ``embedding``: the encoder output of each chunk (what the heads share);
+- ``statistics``: the per-chunk spectral statistics (``model.statistics``; computed here whether
+  or not the model reads them: they have no weights);
+- ``embedding+statistics``: both, as the regressor sees them with ``model.statistics=true``;
+- ``pooled statistics``: the quality benchmark's ridge on the utterance's own log-mel statistics.
+
+A part whose ridge is far above the model holds information the regressor did not learn to use;
+a part whose ridge is near zero does not hold it. The ridge sees the utterance mean of each part,
+the model its own pooling.
+
+    python benchmarks/readout_probe.py RUN_FOLDER [RUN_FOLDER ...] [--out ...]
+
+A run folder is what training writes (``config.yaml``, ``checkpoint_best.pt``), e.g. a study's
+trial folders.
+"""
+
+from __future__ import annotations
+
+import argparse
+from collections import defaultdict
+from pathlib import Path
+
+import numpy as np
+import torch
+from _common import RESULTS_DIR, load_average, machine_info, write_results
+from pooled_ridge import corpus_statistics, select_and_score
+from quality import interval
+
+from deepemocluster.checkpoint import Checkpoint
+from deepemocluster.data.corpus import load_corpus
+from deepemocluster.data.datasets import ChunkDataset
+from deepemocluster.inference import predict_utterances
+from deepemocluster.metrics import ccc_report
+from deepemocluster.model import DeepEmoCluster
+from deepemocluster.model.statistics import ChunkStatistics
+from deepemocluster.training.data import build_data
+
+PARTS = ("embedding", "statistics", "embedding+statistics", "pooled statistics")
+BATCH_CHUNKS = 500
+
+
+@torch.inference_mode()
+def utterance_parts(model: DeepEmoCluster, ds: ChunkDataset, n: int) -> dict[str, np.ndarray]:
+    """The first ``n`` utterances of ``ds``: the mean over each one's chunks of the encoder output
+    and of the chunk statistics, (n, d) each."""
+    model.eval()
+    statistics = ChunkStatistics(ds.chunk_batch(np.arange(1))[0].shape[-1])
+    parts = defaultdict(list)
+    ids = np.arange(n * ds.n_chunks)
+    for start in range(0, len(ids), BATCH_CHUNKS):
+        x = ds.chunk_batch(ids[start : start + BATCH_CHUNKS])[0]
+        parts["embedding"].append(model.encoder(x).float().numpy())
+        parts["statistics"].append(statistics(x).numpy())
+    out = {k: np.concatenate(v).reshape(n, ds.n_chunks, -1).mean(1) for k, v in parts.items()}
+    out["embedding+statistics"] = np.hstack([out["embedding"], out["statistics"]])
+    return out
+
+
+def probe(folder: Path) -> dict:
+    """The model's Test CCC and each part's ridge, for one trained run."""
+    cfg, model = Checkpoint.load(folder / "checkpoint_best.pt").restore_model()
+    corpus = load_corpus(cfg)
+    data = build_data(corpus, cfg)
+    attributes = list(cfg.model.attributes)
+    predicted = predict_utterances(model, data.test, BATCH_CHUNKS, torch.device("cpu"))
+    own = ccc_report(
+        data.ratings(data.test, attributes), data.scaler.restore(predicted), attributes
+    )
+    splits = {
+        "train": (data.train, data.n_labelled, data.train.rows[: data.n_labelled]),
+        "dev": (data.dev, len(data.dev), data.dev.rows),
+        "test": (data.test, len(data.test), data.test.rows),
+    }
+    features, ratings = {}, {}
+    for name, (ds, n, rows) in splits.items():
+        features[name] = utterance_parts(model, ds, n)
+        features[name]["pooled statistics"] = corpus_statistics(corpus, rows, cfg)
+        ratings[name] = corpus.ratings(rows, attributes)
+    ridge = {}
+    for part in PARTS:
+        train, dev, test = ((features[s][part], ratings[s]) for s in ("train", "dev", "test"))
+        scores = select_and_score(train, dev, test, attributes)
+        ridge[part] = {a: scores[a]["ccc"] for a in attributes}
+        ridge[part]["mean"] = float(np.mean([scores[a]["ccc"] for a in attributes]))
+    return {
+        "run": str(folder),
+        "label_fraction": cfg.data.label_fraction,
+        "aux_head": cfg.model.aux_head,
+        "statistics": bool(cfg.model.statistics),
+        "seed": cfg.train.seed,
+        "model": {k.removeprefix("ccc_"): v for k, v in own.items()},
+        "ridge": ridge,
+    }
+
+
+def summarise(runs: list[dict]) -> dict:
+    """Per (label fraction, auxiliary head): mean [95 % interval] over the runs of the model's
+    CCC and of each part's ridge."""
+    groups = defaultdict(list)
+    for r in runs:
+        groups[f"{r['label_fraction']} {r['aux_head']}"].append(r)
+    out = {}
+    for key, group in groups.items():
+        rows = {"model": [r["model"] for r in group]}
+        rows.update({part: [r["ridge"][part] for r in group] for part in PARTS})
+        out[key] = {
+            name: {k: _cell([s[k] for s in scores]) for k in scores[0]}
+            for name, scores in rows.items()
+        }
+        out[key]["seeds"] = [r["seed"] for r in group]
+    return out
+
+
+def _cell(values: list[float]) -> dict:
+    """Mean and 95 % interval; a single run has no interval."""
+    return interval(values) if len(values) > 1 else {"mean": values[0], "ci95": None}
+
+
+def print_summary(summary: dict) -> None:
+    for key, rows in summary.items():
+        fraction, head = key.split()
+        print(f"\nlabel fraction {fraction}, aux head {head}, seeds {rows['seeds']}: Test1 CCC")
+        keys = [k for k in rows["model"] if k != "mean"] + ["mean"]
+        print(f"{'':32s}" + "".join(f"{k:>11s}" for k in keys))
+        for name in ("model", *PARTS):
+            label = name if name == "model" else f"ridge on {name}"
+            cells = "".join(f"{rows[name][k]['mean']:11.3f}" for k in keys)
+            print(f"{label:32s}{cells}")
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("runs", nargs="+", type=Path, help="trained run folders")
+    parser.add_argument("--out", type=Path, default=RESULTS_DIR / "readout_probe.json")
+    args = parser.parse_args(argv)
+    load_before = load_average()
+    runs = [probe(folder) for folder in args.runs]
+    summary = summarise(runs)
+    print_summary(summary)
+    result = {
+        "benchmark": "readout_probe",
+        "parts": list(PARTS),
+        "runs": runs,
+        "summary": summary,
+        "machine": machine_info(("torch", "numpy"), load_before),
+    }
+    write_results(result, args.out)
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
