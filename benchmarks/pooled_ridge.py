@@ -1,6 +1,7 @@
 """The baseline the model must beat: closed-form ridge regression on pooled statistics of each
 utterance's log-mel (the run's own feature store), fit on the labelled Train utterances, alpha
-chosen per attribute on Development by CCC. ``quality.py`` scores it beside the models."""
+chosen per attribute on Development by CCC (``deepemocluster.ridge``). ``quality.py`` scores it
+beside the models."""
 
 from __future__ import annotations
 
@@ -9,8 +10,8 @@ from omegaconf import DictConfig
 
 from deepemocluster.data.corpus import Corpus
 from deepemocluster.metrics import ccc
+from deepemocluster.ridge import fit_ridge
 
-ALPHAS = tuple(float(a) for a in np.logspace(-1, 5, 13))
 STATISTICS = (
     "per mel bin: mean, std, 10/50/90th percentiles, std and mean |.| of the frame-to-frame "
     "delta; frame log-energy: the same seven; log duration (frames)"
@@ -51,21 +52,6 @@ def corpus_statistics(corpus: Corpus, rows: np.ndarray, cfg: DictConfig) -> np.n
     )
 
 
-def fit_ridge(x: np.ndarray, y: np.ndarray, alpha: float) -> tuple[np.ndarray, ...]:
-    """Closed-form ridge on Train-standardised features; returns what ``predict`` needs."""
-    mean, std = x.mean(axis=0), x.std(axis=0)
-    std[std == 0] = 1.0
-    z = (x - mean) / std
-    y_mean = y.mean(axis=0)
-    weights = np.linalg.solve(z.T @ z + alpha * np.eye(z.shape[1]), z.T @ (y - y_mean))
-    return mean, std, weights, y_mean
-
-
-def predict(model: tuple[np.ndarray, ...], x: np.ndarray) -> np.ndarray:
-    mean, std, weights, y_mean = model
-    return (x - mean) / std @ weights + y_mean
-
-
 def ridge_scores(corpus: Corpus, cfg: DictConfig) -> dict[str, dict[str, float]]:
     """{attribute: {"ccc": Test CCC, "alpha": chosen on Development, "dev_ccc": its Dev CCC}}."""
     attributes, splits = list(cfg.model.attributes), cfg.data.splits
@@ -82,18 +68,15 @@ Split = tuple[np.ndarray, np.ndarray]  # (features, ratings) of one split's utte
 def select_and_score(
     train: Split, dev: Split, test: Split, attributes: list[str]
 ) -> dict[str, dict[str, float]]:
-    """Fit on ``train`` for every alpha, pick each attribute's alpha by Development CCC, score it
-    on Test: {attribute: {"ccc", "alpha", "dev_ccc"}}."""
-    models = {alpha: fit_ridge(*train, alpha) for alpha in ALPHAS}
-    dev_pred = {alpha: predict(m, dev[0]) for alpha, m in models.items()}
-    out = {}
-    for j, attribute in enumerate(attributes):
-        dev_ccc = {alpha: ccc(dev[1][:, j], p[:, j]) for alpha, p in dev_pred.items()}
-        alpha = max(dev_ccc, key=dev_ccc.get)
-        test_pred = predict(models[alpha], test[0])[:, j]
-        out[attribute] = {
-            "ccc": ccc(test[1][:, j], test_pred),
-            "alpha": alpha,
-            "dev_ccc": dev_ccc[alpha],
+    """``deepemocluster.ridge.fit_ridge`` (alpha per attribute on Development), scored on Test:
+    {attribute: {"ccc", "alpha", "dev_ccc"}}."""
+    ridge = fit_ridge(*train, *dev)
+    test_pred = ridge.predict(test[0])
+    return {
+        a: {
+            "ccc": ccc(test[1][:, j], test_pred[:, j]),
+            "alpha": float(ridge.alphas[j]),
+            "dev_ccc": float(ridge.dev_ccc[j]),
         }
-    return out
+        for j, a in enumerate(attributes)
+    }

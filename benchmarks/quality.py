@@ -42,11 +42,12 @@ from pathlib import Path
 import numpy as np
 from _common import RESULTS_DIR, TINY_RUN, load_average, machine_info, write_results
 from omegaconf import DictConfig
-from pooled_ridge import ALPHAS, STATISTICS, ridge_scores
+from pooled_ridge import STATISTICS, ridge_scores
 from scipy import stats
 
 from deepemocluster.config import load_config
 from deepemocluster.data.corpus import load_corpus
+from deepemocluster.ridge import ALPHAS
 from deepemocluster.training.run import run
 
 ROOT = Path(__file__).resolve().parents[1]

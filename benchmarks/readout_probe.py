@@ -37,8 +37,8 @@ from deepemocluster.data.datasets import ChunkDataset
 from deepemocluster.inference import predict_utterances
 from deepemocluster.metrics import ccc_report
 from deepemocluster.model import DeepEmoCluster
-from deepemocluster.model.statistics import ChunkStatistics
 from deepemocluster.training.data import build_data
+from deepemocluster.training.teacher import utterance_statistics
 
 PARTS = ("embedding", "statistics", "embedding+statistics", "pooled statistics")
 BATCH_CHUNKS = 500
@@ -47,16 +47,19 @@ BATCH_CHUNKS = 500
 @torch.inference_mode()
 def utterance_parts(model: DeepEmoCluster, ds: ChunkDataset, n: int) -> dict[str, np.ndarray]:
     """The first ``n`` utterances of ``ds``: the mean over each one's chunks of the encoder output
-    and of the chunk statistics, (n, d) each."""
+    and of the chunk statistics (the teacher's features), (n, d) each."""
     model.eval()
-    statistics = ChunkStatistics(ds.chunk_batch(np.arange(1))[0].shape[-1])
-    parts = defaultdict(list)
     ids = np.arange(n * ds.n_chunks)
-    for start in range(0, len(ids), BATCH_CHUNKS):
-        x = ds.chunk_batch(ids[start : start + BATCH_CHUNKS])[0]
-        parts["embedding"].append(model.encoder(x).float().numpy())
-        parts["statistics"].append(statistics(x).numpy())
-    out = {k: np.concatenate(v).reshape(n, ds.n_chunks, -1).mean(1) for k, v in parts.items()}
+    embedding = np.concatenate(
+        [
+            model.encoder(ds.chunk_batch(ids[start : start + BATCH_CHUNKS])[0]).float().numpy()
+            for start in range(0, len(ids), BATCH_CHUNKS)
+        ]
+    )
+    out = {
+        "embedding": embedding.reshape(n, ds.n_chunks, -1).mean(1),
+        "statistics": utterance_statistics(ds, n),
+    }
     out["embedding+statistics"] = np.hstack([out["embedding"], out["statistics"]])
     return out
 

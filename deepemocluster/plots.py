@@ -131,7 +131,7 @@ def centroid_map(
 def training_curves(history: dict[str, list[tuple[int, float]]], path: Path) -> Path:
     """Losses, Development CCC per attribute, NMI between epochs, cluster-size spread."""
     panels = (
-        ("Training losses", "loss", ("train/loss_ce", "train/loss_ccc")),
+        ("Training losses", "loss", ("train/loss_ce", "train/loss_ccc", "train/loss_teacher")),
         ("Development CCC", "CCC", tuple(k for k in sorted(history) if k.startswith("dev/ccc_"))),
         ("Cluster stability", "NMI with previous epoch (0–1)", ("cluster/nmi",)),
         ("Cluster sizes", "size CV (std / mean)", ("cluster/size_cv",)),

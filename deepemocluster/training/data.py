@@ -13,6 +13,7 @@ from deepemocluster.data.labels import LabelScaler
 from deepemocluster.data.manifest import UNLABELLED_SPLIT
 from deepemocluster.data.pairs import NO_LABEL, pair_labels
 from deepemocluster.errors import ConfigError, ManifestError
+from deepemocluster.training.teacher import Teacher, statistics_teacher
 
 
 @dataclass
@@ -28,6 +29,7 @@ class TrainingData:
     test: ChunkDataset
     scaler: LabelScaler
     pair_labels: np.ndarray | None = None
+    teacher: Teacher | None = None  # train.teacher_weight > 0: pseudo-ratings of the unlabelled
 
     @property
     def labelled_chunks(self) -> np.ndarray:
@@ -82,16 +84,29 @@ def build_data(corpus: Corpus, cfg: DictConfig) -> TrainingData:
             raise ConfigError(
                 f"cluster.k={cfg.cluster.k} is larger than the {n_chunks} training chunks"
             )
+    if cfg.train.teacher_weight < 0:
+        raise ConfigError(f"train.teacher_weight must be ≥ 0, got {cfg.train.teacher_weight}")
+    if cfg.train.teacher_weight > 0 and cfg.model.aux_head != "cluster":
+        raise ConfigError(
+            f"train.teacher_weight rates unlabelled chunks, which only model.aux_head=cluster "
+            f"trains on (got {cfg.model.aux_head!r}); set train.teacher_weight=0"
+        )
+    train, dev_set = dataset(np.concatenate([labelled, unlabelled]), targets), dataset(dev)
+    teacher = None
+    if cfg.train.teacher_weight > 0:
+        dev_targets = scaler.normalise(corpus.ratings(dev, attrs))
+        teacher = statistics_teacher(train, len(labelled), dev_set, dev_targets)
     return TrainingData(
         corpus,
-        dataset(np.concatenate([labelled, unlabelled]), targets),
+        train,
         len(labelled),
-        dataset(dev),
+        dev_set,
         dataset(test),
         scaler,
         train_pair_labels(corpus, labelled, len(unlabelled), cfg)
         if cfg.model.aux_head == "siamese"
         else None,
+        teacher,
     )
 
 

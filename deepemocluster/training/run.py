@@ -224,6 +224,13 @@ def _load_data(cfg: DictConfig, folder: RunFolder, tracker: Tracker) -> Training
         len(data.test),
         len(corpus.skipped),
     )
+    if data.teacher is not None:
+        dev = {
+            f"teacher/dev_ccc_{a}": float(v)
+            for a, v in zip(cfg.model.attributes, data.teacher.dev_ccc, strict=True)
+        }
+        log.info("teacher (ridge on chunk statistics): %s", _format(dev))
+        tracker.log_metrics(dev)
     return data
 
 

@@ -4,10 +4,12 @@ how they mix.
     loss = ce_weight × cross-entropy(cluster logits, pseudo-labels)    every drawn chunk (cluster head)
          + siamese.weight × pair loss(same/different pairs)            drawn labelled chunks (Siamese head)
          + ccc_weight × (1 − CCC(predictions, ratings))                labelled utterances
+         + teacher_weight × (1 − CCC(predictions, teacher's ratings))  unlabelled utterances
 
 The per-chunk terms see the chunks the sampler drew. The CCC sees the batch's utterances: with
 ``model.pooling=mean`` every drawn chunk is one (the reference's chunk-level CCC); with attention
 pooling a drawn labelled chunk brought its whole utterance (``data.samplers.UtteranceBatch``).
+The teacher's ratings are pseudo-ratings from a ridge on chunk statistics (``teacher.py``).
 """
 
 from __future__ import annotations
@@ -81,11 +83,17 @@ class TrainingStep:
         y = self.data.train.targets[utterances].to(self.device)
         rated = ~torch.isnan(y[:, 0])
         with_ccc = int(rated.sum()) >= 2
+        teacher = self.data.teacher if w.teacher_weight > 0 else None
+        with_teacher = teacher is not None and int((~rated).sum()) >= 2
         drawn_ids = batch.ids[batch.drawn]
         drawn = torch.from_numpy(batch.drawn).to(self.device)
         if cluster_labels is not None:
             clusters = torch.from_numpy(cluster_labels[drawn_ids]).to(self.device)
-            if not with_ccc and self.model.siamese is None and batch.counts is None:
+            if (
+                not (with_ccc or with_teacher)
+                and self.model.siamese is None
+                and batch.counts is None
+            ):
                 # the cross-entropy alone is a mean over chunks: one pass per micro-batch
                 ce = self.split.per_chunk(
                     x, lambda out, rows: F.cross_entropy(out[0], clusters[rows]), w.ce_weight
@@ -105,6 +113,11 @@ class TrainingStep:
             lc = ccc_loss(pred[rated], y[rated])
             loss = loss + w.ccc_weight * lc
             terms["train/loss_ccc"] = lc.item()
+        if with_teacher:
+            pseudo = teacher.ratings[utterances].to(self.device)
+            lt = ccc_loss(pred[~rated], pseudo[~rated])
+            loss = loss + w.teacher_weight * lt
+            terms["train/loss_teacher"] = lt.item()
         if not loss.requires_grad:
             if not self.distributed:
                 return None

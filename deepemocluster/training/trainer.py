@@ -257,7 +257,7 @@ class Trainer:
                     opt.step()
                 self._emit("on_step", i + 1, losses.terms)
             distributed.sync_buffers(self.model, self.world)
-        order = ("train/loss_ce", "train/loss_pair", "train/loss_ccc")
+        order = ("train/loss_ce", "train/loss_pair", "train/loss_ccc", "train/loss_teacher")
         return {k: float(np.mean(terms[k])) for k in order if k in terms}
 
     @releases_free_heap
