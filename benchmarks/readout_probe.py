@@ -58,7 +58,7 @@ def utterance_parts(model: DeepEmoCluster, ds: ChunkDataset, n: int) -> dict[str
     )
     out = {
         "embedding": embedding.reshape(n, ds.n_chunks, -1).mean(1),
-        "statistics": utterance_statistics(ds, n),
+        "statistics": utterance_statistics(ds, np.arange(n)),
     }
     out["embedding+statistics"] = np.hstack([out["embedding"], out["statistics"]])
     return out

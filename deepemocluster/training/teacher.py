@@ -24,6 +24,7 @@ from deepemocluster.model.statistics import ChunkStatistics
 from deepemocluster.ridge import fit_ridge
 
 BATCH_CHUNKS = 1024  # chunks read at a time: the statistics need no network
+RATE_UTTERANCES = 8192  # utterances whose statistics are held at once while rating
 
 
 @dataclass(frozen=True)
@@ -33,17 +34,19 @@ class Teacher:
 
 
 @torch.inference_mode()
-def utterance_statistics(ds: ChunkDataset, n: int | None = None) -> np.ndarray:
-    """(n, 3 × n_mels): for each of the first ``n`` utterances of ``ds`` (default: all), the
-    mean over its chunks of their statistics, in the chunks' normalised feature scale."""
-    n = len(ds) if n is None else n
+def utterance_statistics(ds: ChunkDataset, utterances: np.ndarray) -> np.ndarray:
+    """(len(utterances), 3 × n_mels): for each of these utterances of ``ds``, the mean over its
+    chunks of their statistics, in the chunks' normalised feature scale. Whole utterances are
+    read a batch at a time, so memory follows the batch, not the corpus."""
     statistics = ChunkStatistics(ds.n_mels)
-    ids = np.arange(n * ds.n_chunks)
-    out = np.empty((len(ids), statistics.dim), dtype=np.float64)
-    for start in range(0, len(ids), BATCH_CHUNKS):
-        batch = ids[start : start + BATCH_CHUNKS]
-        out[start : start + len(batch)] = statistics(ds.chunk_batch(batch)[0]).numpy()
-    return out.reshape(n, ds.n_chunks, -1).mean(axis=1)
+    per_batch = max(1, BATCH_CHUNKS // ds.n_chunks)
+    out = np.empty((len(utterances), statistics.dim))
+    for start in range(0, len(utterances), per_batch):
+        batch = np.asarray(utterances[start : start + per_batch])
+        ids = (batch[:, None] * ds.n_chunks + np.arange(ds.n_chunks)).ravel()
+        chunk_stats = statistics(ds.chunk_batch(ids)[0]).double().numpy()
+        out[start : start + len(batch)] = chunk_stats.reshape(len(batch), ds.n_chunks, -1).mean(1)
+    return out
 
 
 def statistics_teacher(
@@ -51,7 +54,14 @@ def statistics_teacher(
 ) -> Teacher:
     """Fit on ``train``'s first ``n_labelled`` utterances (their z-scale targets), choose alphas
     on ``dev`` (``dev_targets``: z-scale), rate every ``train`` utterance."""
-    x = utterance_statistics(train)
-    y = train.targets[:n_labelled].numpy()
-    ridge = fit_ridge(x[:n_labelled], y, utterance_statistics(dev), dev_targets)
-    return Teacher(torch.from_numpy(ridge.predict(x)).float(), ridge.dev_ccc)
+    ridge = fit_ridge(
+        utterance_statistics(train, np.arange(n_labelled)),
+        train.targets[:n_labelled].numpy(),
+        utterance_statistics(dev, np.arange(len(dev))),
+        dev_targets,
+    )
+    ratings = np.empty((len(train), len(dev_targets[0])))
+    for start in range(0, len(train), RATE_UTTERANCES):
+        rows = np.arange(start, min(start + RATE_UTTERANCES, len(train)))
+        ratings[rows] = ridge.predict(utterance_statistics(train, rows))
+    return Teacher(torch.from_numpy(ratings).float(), ridge.dev_ccc)

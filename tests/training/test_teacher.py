@@ -13,6 +13,7 @@ from deepemocluster.errors import ConfigError
 from deepemocluster.inference import predict_utterances
 from deepemocluster.metrics import ccc
 from deepemocluster.ridge import fit_ridge
+from deepemocluster.training import teacher as teacher_module
 from deepemocluster.training.data import build_data
 from deepemocluster.training.run import run
 from deepemocluster.training.teacher import utterance_statistics
@@ -25,7 +26,7 @@ TEACHER = (HALF_LABELLED, "train.teacher_weight=1")
 
 def test_utterance_statistics_are_the_mean_of_each_chunks_own(demo, tmp_path):
     data = build_data(load_corpus(cfg := demo.config(tmp_path, "x")), cfg)
-    stats = utterance_statistics(data.dev, 4)
+    stats = utterance_statistics(data.dev, np.arange(4))
     chunks = data.dev.chunk_batch(np.arange(4 * data.dev.n_chunks))[0].numpy().astype(np.float64)
     chunks = chunks.reshape(4, data.dev.n_chunks, *chunks.shape[1:])  # (U, C, frames, mels)
     delta = np.diff(chunks, axis=2)
@@ -36,18 +37,26 @@ def test_utterance_statistics_are_the_mean_of_each_chunks_own(demo, tmp_path):
     assert np.allclose(stats, expected, atol=1e-5)
 
 
+def test_utterance_statistics_do_not_depend_on_batching_or_order(demo, tmp_path, monkeypatch):
+    data = build_data(load_corpus(cfg := demo.config(tmp_path, "x")), cfg)
+    every = utterance_statistics(data.dev, np.arange(len(data.dev)))
+    monkeypatch.setattr(teacher_module, "BATCH_CHUNKS", 2 * data.dev.n_chunks)  # 2 per read
+    picked = np.array([5, 0, 3, 4, 1])
+    assert np.array_equal(utterance_statistics(data.dev, picked), every[picked])
+
+
 def test_the_teacher_is_the_dev_chosen_ridge_of_the_labelled_utterances(demo, tmp_path):
     cfg = demo.config(tmp_path, "x", *TEACHER)
     corpus = load_corpus(cfg)
     data = build_data(corpus, cfg)
     teacher = data.teacher
     assert teacher.ratings.shape == (len(data.train), len(cfg.model.attributes))
-    x = utterance_statistics(data.train)
+    x = utterance_statistics(data.train, np.arange(len(data.train)))
     dev_y = data.scaler.normalise(corpus.ratings(data.dev.rows, list(cfg.model.attributes)))
     ridge = fit_ridge(
         x[: data.n_labelled],
         data.train.targets[: data.n_labelled].numpy(),
-        utterance_statistics(data.dev),
+        utterance_statistics(data.dev, np.arange(len(data.dev))),
         dev_y,
     )
     assert np.allclose(teacher.ratings.numpy(), ridge.predict(x), atol=1e-5)
