@@ -198,8 +198,8 @@ class TrainConfig:
     # weight of (1 − CCC) between the unlabelled chunks' predictions and the pseudo-ratings of a
     # ridge on the chunk statistics (training/teacher.py; model.aux_head=cluster only, whose
     # batches hold unlabelled chunks); 0 = no teacher. For the smallest label budgets: on the
-    # demo corpora +0.03 mean CCC at 10 % labels, nothing at 25 %, −0.04 at full labels, where
-    # the model outgrows its teacher (docs/results.md)
+    # demo corpora +0.05 mean CCC at 5 % labels, +0.03 at 10 %, nothing at 25 %, −0.04 at full
+    # labels, where the model outgrows its teacher (docs/results.md)
     teacher_weight: float = 0.0
     patience: int = 0  # epochs without dev improvement before stopping; 0 = never stop early
     seed: int = 0
