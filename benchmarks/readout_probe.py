@@ -37,31 +37,26 @@ from deepemocluster.data.datasets import ChunkDataset
 from deepemocluster.inference import predict_utterances
 from deepemocluster.metrics import ccc_report
 from deepemocluster.model import DeepEmoCluster
+from deepemocluster.model.statistics import ChunkStatistics
 from deepemocluster.training.data import build_data
-from deepemocluster.training.teacher import utterance_statistics
+from deepemocluster.training.teacher import utterance_means
 
 PARTS = ("embedding", "statistics", "embedding+statistics", "pooled statistics")
-BATCH_CHUNKS = 500
 
 
-@torch.inference_mode()
 def utterance_parts(model: DeepEmoCluster, ds: ChunkDataset, n: int) -> dict[str, np.ndarray]:
     """The first ``n`` utterances of ``ds``: the mean over each one's chunks of the encoder output
-    and of the chunk statistics (the teacher's features), (n, d) each."""
+    and of the chunk statistics (the teacher's features), (n, d) each; each chunk is read once."""
     model.eval()
-    ids = np.arange(n * ds.n_chunks)
-    embedding = np.concatenate(
-        [
-            model.encoder(ds.chunk_batch(ids[start : start + BATCH_CHUNKS])[0]).float().numpy()
-            for start in range(0, len(ids), BATCH_CHUNKS)
-        ]
+    statistics = ChunkStatistics(ds.n_mels)
+    both = utterance_means(
+        ds, np.arange(n), lambda x: torch.cat([model.encoder(x).float(), statistics(x)], dim=1)
     )
-    out = {
-        "embedding": embedding.reshape(n, ds.n_chunks, -1).mean(1),
-        "statistics": utterance_statistics(ds, np.arange(n)),
+    return {
+        "embedding": both[:, : -statistics.dim],
+        "statistics": both[:, -statistics.dim :],
+        "embedding+statistics": both,
     }
-    out["embedding+statistics"] = np.hstack([out["embedding"], out["statistics"]])
-    return out
 
 
 def probe(folder: Path) -> dict:
@@ -70,7 +65,9 @@ def probe(folder: Path) -> dict:
     corpus = load_corpus(cfg)
     data = build_data(corpus, cfg)
     attributes = list(cfg.model.attributes)
-    predicted = predict_utterances(model, data.test, BATCH_CHUNKS, torch.device("cpu"))
+    predicted = predict_utterances(
+        model, data.test, cfg.train.eval_batch_chunks, torch.device("cpu")
+    )
     own = ccc_report(
         data.ratings(data.test, attributes), data.scaler.restore(predicted), attributes
     )

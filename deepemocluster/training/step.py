@@ -83,7 +83,7 @@ class TrainingStep:
         y = self.data.train.targets[utterances].to(self.device)
         rated = ~torch.isnan(y[:, 0])
         with_ccc = int(rated.sum()) >= 2
-        teacher = self.data.teacher if w.teacher_weight > 0 else None
+        teacher = self.data.teacher  # built only when train.teacher_weight > 0
         with_teacher = teacher is not None and int((~rated).sum()) >= 2
         drawn_ids = batch.ids[batch.drawn]
         drawn = torch.from_numpy(batch.drawn).to(self.device)

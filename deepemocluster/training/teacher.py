@@ -14,6 +14,7 @@ default (docs/decisions.md).
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
 
 import numpy as np
@@ -23,7 +24,7 @@ from deepemocluster.data.datasets import ChunkDataset
 from deepemocluster.model.statistics import ChunkStatistics
 from deepemocluster.ridge import fit_ridge
 
-BATCH_CHUNKS = 1024  # chunks read at a time: the statistics need no network
+BATCH_CHUNKS = 1024  # chunks read at a time
 RATE_UTTERANCES = 8192  # utterances whose statistics are held at once while rating
 
 
@@ -34,19 +35,28 @@ class Teacher:
 
 
 @torch.inference_mode()
-def utterance_statistics(ds: ChunkDataset, utterances: np.ndarray) -> np.ndarray:
-    """(len(utterances), 3 × n_mels): for each of these utterances of ``ds``, the mean over its
-    chunks of their statistics, in the chunks' normalised feature scale. Whole utterances are
-    read a batch at a time, so memory follows the batch, not the corpus."""
-    statistics = ChunkStatistics(ds.n_mels)
+def utterance_means(
+    ds: ChunkDataset, utterances: np.ndarray, per_chunk: Callable[[torch.Tensor], torch.Tensor]
+) -> np.ndarray:
+    """(len(utterances), d): for each of these utterances of ``ds``, the mean over its chunks of
+    ``per_chunk`` ((B, frames, n_mels) normalised chunks → (B, d)). Whole utterances are read a
+    batch at a time, so memory follows the batch, not the corpus."""
     per_batch = max(1, BATCH_CHUNKS // ds.n_chunks)
-    out = np.empty((len(utterances), statistics.dim))
+    out = None
     for start in range(0, len(utterances), per_batch):
         batch = np.asarray(utterances[start : start + per_batch])
         ids = (batch[:, None] * ds.n_chunks + np.arange(ds.n_chunks)).ravel()
-        chunk_stats = statistics(ds.chunk_batch(ids)[0]).double().numpy()
-        out[start : start + len(batch)] = chunk_stats.reshape(len(batch), ds.n_chunks, -1).mean(1)
+        values = per_chunk(ds.chunk_batch(ids)[0]).double().numpy()
+        if out is None:  # the width is known once the first batch is out
+            out = np.empty((len(utterances), values.shape[1]))
+        out[start : start + len(batch)] = values.reshape(len(batch), ds.n_chunks, -1).mean(1)
     return out
+
+
+def utterance_statistics(ds: ChunkDataset, utterances: np.ndarray) -> np.ndarray:
+    """(len(utterances), 3 × n_mels): each utterance's mean chunk statistics, in the chunks'
+    normalised feature scale."""
+    return utterance_means(ds, utterances, ChunkStatistics(ds.n_mels))
 
 
 def statistics_teacher(
@@ -54,14 +64,16 @@ def statistics_teacher(
 ) -> Teacher:
     """Fit on ``train``'s first ``n_labelled`` utterances (their z-scale targets), choose alphas
     on ``dev`` (``dev_targets``: z-scale), rate every ``train`` utterance."""
+    labelled = utterance_statistics(train, np.arange(n_labelled))
     ridge = fit_ridge(
-        utterance_statistics(train, np.arange(n_labelled)),
+        labelled,
         train.targets[:n_labelled].numpy(),
         utterance_statistics(dev, np.arange(len(dev))),
         dev_targets,
     )
     ratings = np.empty((len(train), len(dev_targets[0])))
-    for start in range(0, len(train), RATE_UTTERANCES):
+    ratings[:n_labelled] = ridge.predict(labelled)
+    for start in range(n_labelled, len(train), RATE_UTTERANCES):
         rows = np.arange(start, min(start + RATE_UTTERANCES, len(train)))
         ratings[rows] = ridge.predict(utterance_statistics(train, rows))
     return Teacher(torch.from_numpy(ratings).float(), ridge.dev_ccc)
