@@ -22,7 +22,8 @@ methods (same seed, same labelled subset) with theirs. Every CCC is `deepemoclus
 beside the default one and writes `quality_corpus<N>.json`. `--methods ridge` scores the ridge
 alone (a minute). `--compare model.pooling=mean,attention` trains each model method once per
 value (`clustering[attention]`, ...) and adds the paired differences of every value against the
-first (`clustering[attention]-clustering[mean]`) and against the ridge. `--quick` trains tiny models on a tiny corpus (the test suite's smoke run). The
+first (`clustering[attention]-clustering[mean]`), of clustering against no clustering at each
+value, and against the ridge. `--quick` trains tiny models on a tiny corpus (the test suite's smoke run). The
 JSON is rewritten after every run, so a long benchmark keeps what it finished. `--jobs N` runs N
 model runs side by side, each in its own process with `train.threads` // N threads.
 """
@@ -95,7 +96,8 @@ def plan(
 
 def differences(names: list[str], compare: tuple[str, list[str]] | None) -> list[tuple[str, str]]:
     """The paired differences a summary reports: what the issue asks the model to win, or with
-    ``compare``, every value against the first and every model run against the ridge."""
+    ``compare``, every value against the first, clustering against no clustering at each value,
+    and every model run against the ridge."""
     if compare is None:
         return [pair for pair in DIFFERENCES if set(pair) <= set(names)]
     first = compare[1][0]
@@ -104,6 +106,11 @@ def differences(names: list[str], compare: tuple[str, list[str]] | None) -> list
         for n in names
         for v in compare[1][1:]
         if n.endswith(f"[{v}]")
+    ]
+    pairs += [
+        (f"clustering[{v}]", f"no_clustering[{v}]")
+        for v in compare[1]
+        if {f"clustering[{v}]", f"no_clustering[{v}]"} <= set(names)
     ]
     return pairs + [(n, "ridge") for n in names if n != "ridge" and "ridge" in names]
 

@@ -39,14 +39,15 @@ from deepemocluster.metrics import ccc_report
 from deepemocluster.model import DeepEmoCluster
 from deepemocluster.model.statistics import ChunkStatistics
 from deepemocluster.training.data import build_data
-from deepemocluster.training.teacher import utterance_means
+from deepemocluster.training.statistics_ridge import utterance_means
 
 PARTS = ("embedding", "statistics", "embedding+statistics", "pooled statistics")
 
 
 def utterance_parts(model: DeepEmoCluster, ds: ChunkDataset, n: int) -> dict[str, np.ndarray]:
     """The first ``n`` utterances of ``ds``: the mean over each one's chunks of the encoder output
-    and of the chunk statistics (the teacher's features), (n, d) each; each chunk is read once."""
+    and of the chunk statistics (what the ridge readout and the teacher read), (n, d) each;
+    each chunk is read once."""
     model.eval()
     statistics = ChunkStatistics(ds.n_mels)
     both = utterance_means(

@@ -111,6 +111,11 @@ class ModelConfig:
     # the regressor also sees per-chunk spectral statistics (per-bin mean, std, delta std)
     # beside the CNN embedding; deepemocluster/model/statistics.py
     statistics: bool = False
+    # a ridge on the labelled utterances' chunk statistics (alpha per attribute on Development),
+    # fit before training, and a residual regressor that learns what it misses; each attribute
+    # predicts the plain output, the readout's or their average, as Development chooses;
+    # deepemocluster/model/readout.py
+    ridge_readout: bool = False
 
 
 @dataclass
@@ -196,8 +201,8 @@ class TrainConfig:
     ce_weight: float = 1.0
     ccc_weight: float = 1.0
     # weight of (1 − CCC) between the unlabelled chunks' predictions and the pseudo-ratings of a
-    # ridge on the chunk statistics (training/teacher.py; model.aux_head=cluster only, whose
-    # batches hold unlabelled chunks); 0 = no teacher. For the smallest label budgets: on the
+    # ridge on the chunk statistics (training/statistics_ridge.py; model.aux_head=cluster only,
+    # whose batches hold unlabelled chunks); 0 = no teacher. For the smallest label budgets: on the
     # demo corpora +0.05 mean CCC at 5 % labels, +0.03 at 10 %, nothing at 25 %, −0.04 at full
     # labels, where the model outgrows its teacher (docs/results.md)
     teacher_weight: float = 0.0

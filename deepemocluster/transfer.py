@@ -188,7 +188,7 @@ def _finetune(
         device = select_device(cfg.train.device)
         trainer = Trainer(ft_cfg, data, device, hooks=[_LogEpochs(tracker)])
         if init_state is not None:
-            trainer.model.load_state_dict(init_state.model)
+            trainer.start_from(init_state.model)
         n_blocks = len(trainer.model.encoder.blocks)
         trainer.model.freeze_encoder_blocks(
             frozen_block_count(cfg.transfer.freeze_blocks, n_blocks)

@@ -150,7 +150,9 @@ def test_a_model_without_clustering_exports_ratings_only(trained_run, tmp_path):
 
 
 @pytest.mark.parametrize(
-    "variant", ["model.statistics=true", "model.pooling=attention"], ids=["statistics", "attention"]
+    "variant",
+    ["model.statistics=true", "model.pooling=attention", "model.ridge_readout=true"],
+    ids=["statistics", "attention", "ridge_readout"],
 )
 def test_other_regressor_inputs_and_poolings_export_with_parity(variant, tmp_path):
     """The graph runs the model's own utterance path, whatever the regressor reads and however

@@ -1,7 +1,11 @@
 """The whole model: encoder → (auxiliary head: cluster classifier or Siamese projection, regressor).
 
 The auxiliary heads always work per chunk (pseudo-labels and pairs are per chunk, as in the
-reference); the regressor works per utterance through ``model.pooling`` (``pooling.py``).
+reference); the regressor works per utterance through ``model.pooling`` (``pooling.py``). With
+``model.ridge_readout`` a residual regressor beside it learns what a fixed ridge on the chunk
+statistics misses; in eval mode each attribute's prediction mixes the two as chosen on
+Development (``readout.py``); in training both outputs come out and the step adds the ridge's
+ratings per utterance (``training/step.py``).
 """
 
 from __future__ import annotations
@@ -15,6 +19,7 @@ from torch import nn
 from deepemocluster.model.encoder import ChunkEncoder
 from deepemocluster.model.heads import ClusterHead, Regressor
 from deepemocluster.model.pooling import AttentionPooling, mean_over_chunks, pad
+from deepemocluster.model.readout import RidgeReadout
 from deepemocluster.model.siamese import SiameseHead
 from deepemocluster.model.statistics import ChunkStatistics
 
@@ -40,6 +45,7 @@ class DeepEmoCluster(nn.Module):
         siamese: SiameseHead | None = None,
         pooling: AttentionPooling | None = None,
         statistics: ChunkStatistics | None = None,
+        readout: RidgeReadout | None = None,
     ) -> None:
         super().__init__()
         if cluster is not None and siamese is not None:
@@ -52,6 +58,8 @@ class DeepEmoCluster(nn.Module):
         self.pooling = pooling
         # None: the regressor sees the CNN embedding alone (as the reference)
         self.statistics = statistics
+        # None: the network's prediction alone (as the reference)
+        self.readout = readout
         self.frozen_blocks = 0
 
     def forward(
@@ -65,7 +73,7 @@ class DeepEmoCluster(nn.Module):
             out = self.forward_utterances(chunks, counts)
             return out.aux, out.utterances
         h = self.encoder(chunks)
-        return self._aux(h), self.regressor(self._regressor_input(h, chunks))
+        return self._aux(h), self._read_out(self._regress(self._regressor_input(h, chunks)), chunks)
 
     def forward_utterances(self, chunks: torch.Tensor, counts: torch.Tensor) -> UtteranceOutputs:
         """Chunks of whole utterances, flat (N, frames, n_mels), utterance after utterance, with
@@ -74,9 +82,12 @@ class DeepEmoCluster(nn.Module):
         h = self.encoder(chunks)
         aux, r = self._aux(h), self._regressor_input(h, chunks)
         if self.pooling is None:
-            chunk_pred = self.regressor(r)
+            chunk_pred = self._read_out(self._regress(r), chunks)
             return UtteranceOutputs(aux, chunk_pred, mean_over_chunks(*pad(chunk_pred, counts)))
-        return UtteranceOutputs(aux, None, self.regressor(self.pooling(*pad(r, counts))))
+        pred = self._regress(self.pooling(*pad(r, counts)))
+        if self._reads_out:
+            pred = self.readout.combine(pred, mean_over_chunks(*pad(self.readout(chunks), counts)))
+        return UtteranceOutputs(aux, None, pred)
 
     def equal_utterances(
         self, chunks: torch.Tensor, n_chunks: int
@@ -86,11 +97,17 @@ class DeepEmoCluster(nn.Module):
         padding: the form the ONNX graph exports (deepemocluster/export.py)."""
         h = self.encoder(chunks)
         r = self._regressor_input(h, chunks)
-        r = r.reshape(-1, n_chunks, r.shape[1])
         if self.pooling is None:
-            return h, self.regressor(r).mean(1)
+            chunk_pred = self._read_out(self._regress(r), chunks)
+            return h, chunk_pred.reshape(-1, n_chunks, chunk_pred.shape[1]).mean(1)
+        r = r.reshape(-1, n_chunks, r.shape[1])
         every = torch.ones(r.shape[:2], dtype=torch.bool, device=r.device)
-        return h, self.regressor(self.pooling(r, every))
+        pred = self._regress(self.pooling(r, every))
+        if self._reads_out:
+            ratings = self.readout(chunks)
+            ratings = ratings.reshape(-1, n_chunks, ratings.shape[1]).mean(1)
+            pred = self.readout.combine(pred, ratings)
+        return h, pred
 
     def predict_utterances(self, chunks: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
         """Padded utterances (U, C, frames, n_mels) with a (U, C) mask of their real chunks →
@@ -102,6 +119,26 @@ class DeepEmoCluster(nn.Module):
         if self.statistics is None:
             return h
         return torch.cat([h, self.statistics(chunks).to(h.dtype)], dim=1)
+
+    def _regress(self, r: torch.Tensor) -> torch.Tensor:
+        """The regressor's outputs, then (with the readout) the residual regressor's, from a
+        detached copy of the same input: only the plain outputs train the encoder."""
+        out = self.regressor(r)
+        if self.readout is None:
+            return out
+        return torch.cat([out, self.readout.residual(r.detach())], dim=1)
+
+    @property
+    def _reads_out(self) -> bool:
+        """Whether predictions go through the ridge readout: in eval mode only. In training the
+        plain and residual outputs stay apart and the step adds the ridge's ratings per
+        utterance, out of fold for the labelled ones (``training/step.py``), so the residual
+        outputs learn what they will meet on unseen utterances."""
+        return self.readout is not None and not self.training
+
+    def _read_out(self, outputs: torch.Tensor, chunks: torch.Tensor) -> torch.Tensor:
+        """Per-chunk outputs → (in eval mode, with the readout) the predictions at the mixes."""
+        return self.readout.combine(outputs, self.readout(chunks)) if self._reads_out else outputs
 
     def _aux(self, h: torch.Tensor) -> torch.Tensor | None:
         if self.cluster is not None:
@@ -147,4 +184,9 @@ def build_model(cfg: DictConfig, n_mels: int) -> DeepEmoCluster:
     regressor_in = m.embed_dim + (statistics.dim if statistics is not None else 0)
     regressor = Regressor(regressor_in, m.head_dim, len(m.attributes))
     pooling = AttentionPooling(regressor_in, m.head_dim) if m.pooling == "attention" else None
-    return DeepEmoCluster(encoder, cluster, regressor, siamese, pooling, statistics)
+    readout = (
+        RidgeReadout(n_mels, len(m.attributes), regressor_in, m.head_dim)
+        if m.ridge_readout
+        else None
+    )
+    return DeepEmoCluster(encoder, cluster, regressor, siamese, pooling, statistics, readout)

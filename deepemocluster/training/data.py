@@ -5,6 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 import numpy as np
+import torch
 from omegaconf import DictConfig
 
 from deepemocluster.data.corpus import Corpus
@@ -13,7 +14,11 @@ from deepemocluster.data.labels import LabelScaler
 from deepemocluster.data.manifest import UNLABELLED_SPLIT
 from deepemocluster.data.pairs import NO_LABEL, pair_labels
 from deepemocluster.errors import ConfigError, ManifestError
-from deepemocluster.training.teacher import Teacher, statistics_teacher
+from deepemocluster.training.statistics_ridge import (
+    StatisticsRidge,
+    fit_statistics_ridge,
+    statistics_ratings,
+)
 
 
 @dataclass
@@ -29,7 +34,14 @@ class TrainingData:
     test: ChunkDataset
     scaler: LabelScaler
     pair_labels: np.ndarray | None = None
-    teacher: Teacher | None = None  # train.teacher_weight > 0: pseudo-ratings of the unlabelled
+    # the ridge on the labelled utterances' chunk statistics, where the run uses it
+    # (model.ridge_readout or train.teacher_weight > 0; training/statistics_ridge.py)
+    statistics_ridge: StatisticsRidge | None = None
+    # train.teacher_weight > 0: that ridge's z-scale ratings of every ``train`` utterance
+    teacher_ratings: torch.Tensor | None = None
+    # model.ridge_readout: the ridge's z-scale ratings of every ``train`` utterance that the
+    # residual outputs learn on top of: out of fold for the labelled ones
+    readout_ratings: torch.Tensor | None = None
 
     @property
     def labelled_chunks(self) -> np.ndarray:
@@ -92,10 +104,16 @@ def build_data(corpus: Corpus, cfg: DictConfig) -> TrainingData:
             f"trains on (got {cfg.model.aux_head!r}); set train.teacher_weight=0"
         )
     train, dev_set = dataset(np.concatenate([labelled, unlabelled]), targets), dataset(dev)
-    teacher = None
-    if cfg.train.teacher_weight > 0:
+    ridge = teacher = readout = None
+    if cfg.model.ridge_readout or cfg.train.teacher_weight > 0:
         dev_targets = scaler.normalise(corpus.ratings(dev, attrs))
-        teacher = statistics_teacher(train, len(labelled), dev_set, dev_targets)
+        ridge = fit_statistics_ridge(
+            train, len(labelled), dev_set, dev_targets, out_of_fold=cfg.model.ridge_readout
+        )
+        ratings = statistics_ratings(train, ridge.ridge)
+        teacher = ratings if cfg.train.teacher_weight > 0 else None
+        if cfg.model.ridge_readout:
+            readout = torch.cat([ridge.out_of_fold, ratings[len(labelled) :]])
     return TrainingData(
         corpus,
         train,
@@ -106,7 +124,9 @@ def build_data(corpus: Corpus, cfg: DictConfig) -> TrainingData:
         train_pair_labels(corpus, labelled, len(unlabelled), cfg)
         if cfg.model.aux_head == "siamese"
         else None,
+        ridge,
         teacher,
+        readout,
     )
 
 

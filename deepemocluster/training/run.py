@@ -224,12 +224,12 @@ def _load_data(cfg: DictConfig, folder: RunFolder, tracker: Tracker) -> Training
         len(data.test),
         len(corpus.skipped),
     )
-    if data.teacher is not None:
+    if data.statistics_ridge is not None:
         dev = {
-            f"teacher/dev_ccc_{a}": float(v)
-            for a, v in zip(cfg.model.attributes, data.teacher.dev_ccc, strict=True)
+            f"statistics_ridge/dev_ccc_{a}": float(v)
+            for a, v in zip(cfg.model.attributes, data.statistics_ridge.ridge.dev_ccc, strict=True)
         }
-        log.info("teacher (ridge on chunk statistics): %s", _format(dev))
+        log.info("ridge on chunk statistics (readout, teacher): %s", _format(dev))
         tracker.log_metrics(dev)
     return data
 

@@ -5,11 +5,15 @@ how they mix.
          + siamese.weight × pair loss(same/different pairs)            drawn labelled chunks (Siamese head)
          + ccc_weight × (1 − CCC(predictions, ratings))                labelled utterances
          + teacher_weight × (1 − CCC(predictions, teacher's ratings))  unlabelled utterances
+         + ccc_weight × (1 − CCC(residual + ridge ratings, ratings))   labelled utterances (readout)
 
 The per-chunk terms see the chunks the sampler drew. The CCC sees the batch's utterances: with
 ``model.pooling=mean`` every drawn chunk is one (the reference's chunk-level CCC); with attention
 pooling a drawn labelled chunk brought its whole utterance (``data.samplers.UtteranceBatch``).
-The teacher's ratings are pseudo-ratings from a ridge on chunk statistics (``teacher.py``).
+The teacher's ratings come from a ridge on chunk statistics (``statistics_ridge.py``). With
+``model.ridge_readout`` the residual regressor learns the ratings on top of that ridge's rating
+of the whole utterance, for a labelled one from the ridge fit without it; it reads a detached
+input, so the other terms train the encoder as they would without it (``model/readout.py``).
 """
 
 from __future__ import annotations
@@ -83,7 +87,7 @@ class TrainingStep:
         y = self.data.train.targets[utterances].to(self.device)
         rated = ~torch.isnan(y[:, 0])
         with_ccc = int(rated.sum()) >= 2
-        teacher = self.data.teacher  # built only when train.teacher_weight > 0
+        teacher = self.data.teacher_ratings  # built only when train.teacher_weight > 0
         with_teacher = teacher is not None and int((~rated).sum()) >= 2
         drawn_ids = batch.ids[batch.drawn]
         drawn = torch.from_numpy(batch.drawn).to(self.device)
@@ -100,6 +104,10 @@ class TrainingStep:
                 ).item()
                 return StepLosses(w.ce_weight * ce, {"train/loss_ce": ce})
         aux, pred = self.split.forward(x, batch.counts)
+        residual = None
+        if (readout := self.data.readout_ratings) is not None:  # model/readout.py
+            pred, residual = pred.chunk(2, dim=1)
+            residual = residual + readout[utterances].to(self.device)
         loss, terms = torch.zeros((), device=self.device), {}
         if cluster_labels is not None:
             ce = F.cross_entropy(aux[drawn], clusters)
@@ -113,8 +121,12 @@ class TrainingStep:
             lc = ccc_loss(pred[rated], y[rated])
             loss = loss + w.ccc_weight * lc
             terms["train/loss_ccc"] = lc.item()
+            if residual is not None:  # detached from the encoder: it trains its own head only
+                lr = ccc_loss(residual[rated], y[rated])
+                loss = loss + w.ccc_weight * lr
+                terms["train/loss_readout"] = lr.item()
         if with_teacher:
-            pseudo = teacher.ratings[utterances].to(self.device)
+            pseudo = teacher[utterances].to(self.device)
             lt = ccc_loss(pred[~rated], pseudo[~rated])
             loss = loss + w.teacher_weight * lt
             terms["train/loss_teacher"] = lt.item()

@@ -37,6 +37,7 @@ from deepemocluster.heap import keep_freed_heap, releases_free_heap
 from deepemocluster.inference import embed_chunks, predict_utterances
 from deepemocluster.metrics import ccc_report, nmi
 from deepemocluster.model import DeepEmoCluster, build_model
+from deepemocluster.model.readout import choose_mixes
 from deepemocluster.training.data import TrainingData
 from deepemocluster.training.hooks import Hooks
 from deepemocluster.training.signals import Interrupted
@@ -79,6 +80,8 @@ class Trainer:
         keep_freed_heap()  # reuse freed memory within a phase; each phase ends with a trim
         torch.manual_seed(cfg.train.seed)
         self.model: DeepEmoCluster = build_model(cfg, data.corpus.packed.frames.shape[1]).to(device)
+        if self.model.readout is not None:
+            self.model.readout.load_ridge(data.statistics_ridge.ridge)
         if cfg.train.channels_last:
             self.model = self.model.to(memory_format=torch.channels_last)
         body = [p for n, p in self.model.named_parameters() if not n.startswith("cluster.top.")]
@@ -257,18 +260,39 @@ class Trainer:
                     opt.step()
                 self._emit("on_step", i + 1, losses.terms)
             distributed.sync_buffers(self.model, self.world)
-        order = ("train/loss_ce", "train/loss_pair", "train/loss_ccc", "train/loss_teacher")
+        order = [f"train/loss_{k}" for k in ("ce", "pair", "ccc", "readout", "teacher")]
         return {k: float(np.mean(terms[k])) for k in order if k in terms}
 
     @releases_free_heap
     def evaluate_dev(self) -> dict[str, float]:
         """Development CCC, computed on rank 0 and shared, so every rank takes the same
-        best-epoch and patience decisions."""
-        report = None
+        best-epoch and patience decisions (and ridge readout mixes)."""
+        readout, report = self.model.readout, None
         if self.world.is_main:
             with self._phase("evaluate"):
-                report = self.evaluate(self.data.dev)
-        return distributed.broadcast_object(report, self.world)
+                report = self.evaluate(self.data.dev) if readout is None else self._choose_mixes()
+        report = distributed.broadcast_object(report, self.world)
+        if readout is not None:
+            mixes = [report[f"readout_mix_{a}"] for a in self.cfg.model.attributes]
+            readout.mix.copy_(torch.tensor(mixes))
+        return report
+
+    def _choose_mixes(self) -> dict[str, float]:
+        """Development CCC at each attribute's best mix of the plain prediction and the
+        readout's (``readout_mix_<attribute>``; model/readout.py)."""
+        attributes, dev = list(self.cfg.model.attributes), self.data.dev
+        at_mix = []
+        for mix in (0.0, 1.0):
+            self.model.readout.mix.fill_(mix)
+            at_mix.append(predict_utterances(self.model, dev, self.eval_chunks, self.device))
+        mixes, scores = choose_mixes(
+            self.data.ratings(dev, attributes), *map(self.data.scaler.restore, at_mix)
+        )
+        report = {f"ccc_{a}": float(v) for a, v in zip(attributes, scores, strict=True)}
+        report["ccc_mean"] = float(scores.mean())
+        return report | {
+            f"readout_mix_{a}": float(m) for a, m in zip(attributes, mixes, strict=True)
+        }
 
     def evaluate(self, ds: ChunkDataset) -> dict[str, float]:
         """CCC per attribute (and their mean) of the current model on ``ds``, on the 1–7 scale."""
@@ -289,6 +313,13 @@ class Trainer:
         return result.assignments, ClusterSpace(result.projection, result.centroids)
 
     # --- state -------------------------------------------------------------------------------
+    def start_from(self, model_state: dict) -> None:
+        """Start from another run's weights (transfer). The ridge readout keeps this run's own
+        ridge, fit on this run's labelled utterances, whose ratings the step trains against."""
+        self.model.load_state_dict(model_state)
+        if self.model.readout is not None:
+            self.model.readout.load_ridge(self.data.statistics_ridge.ridge)
+
     def checkpoint(self, run_id: str = "") -> Checkpoint:
         """The model as it is now, with what it needs to be used or trained on."""
         return Checkpoint(

@@ -7,7 +7,9 @@ import numpy as np
 import pytest
 
 from deepemocluster.schema import ATTRIBUTES
-from tests.support.bench import machine_ok, run_quick
+from tests.support.bench import load_benchmark, machine_ok, run_quick
+
+quality = load_benchmark("quality")
 
 
 @pytest.mark.slow
@@ -79,3 +81,15 @@ def test_quality_benchmark_compares_values_of_a_key(tmp_path):
         a, b = pair.split("-")
         expected = [runs[s, a]["ccc"]["mean"] - runs[s, b]["ccc"]["mean"] for s in (0, 1)]
         assert cells["mean"]["per_seed"] == pytest.approx(expected)
+
+
+def test_a_comparison_pairs_clustering_with_no_clustering_at_each_value():
+    names = ["ridge", "no_clustering[a]", "clustering[a]", "no_clustering[b]", "clustering[b]"]
+    pairs = quality.differences(names, ("model.x", ["a", "b"]))
+    assert set(pairs) == {
+        ("no_clustering[b]", "no_clustering[a]"),
+        ("clustering[b]", "clustering[a]"),
+        ("clustering[a]", "no_clustering[a]"),
+        ("clustering[b]", "no_clustering[b]"),
+        *((n, "ridge") for n in names[1:]),
+    }

@@ -7,34 +7,17 @@ import numpy as np
 import pytest
 import torch
 
-from deepemocluster.config import load_config
-from deepemocluster.model import DeepEmoCluster, build_model
+from deepemocluster.model import DeepEmoCluster
 from deepemocluster.model.statistics import ChunkStatistics
-from tests.support.tiny_config import TINY_MODEL
-
-N_MELS, FRAMES = 32, 62
+from tests.support.tiny_model import N_MELS, random_chunks, tiny_model
 
 
 def _model(statistics: bool, pooling: str = "mean") -> DeepEmoCluster:
-    cfg = load_config(
-        overrides=[
-            "data.root=unused",
-            *TINY_MODEL,
-            "cluster.k=4",
-            f"model.statistics={statistics}",
-            f"model.pooling={pooling}",
-        ]
-    )
-    torch.manual_seed(0)
-    return build_model(cfg, N_MELS).eval()
-
-
-def _chunks(n: int, seed: int = 0) -> torch.Tensor:
-    return torch.randn(n, FRAMES, N_MELS, generator=torch.Generator().manual_seed(seed))
+    return tiny_model(f"model.statistics={statistics}", f"model.pooling={pooling}")
 
 
 def test_per_bin_mean_std_and_delta_std_over_the_frames():
-    x = _chunks(3)
+    x = random_chunks(3)
     got = ChunkStatistics(N_MELS)(x).numpy()
     a = x.numpy().astype(np.float64)
     expected = np.concatenate(
@@ -50,7 +33,7 @@ def test_the_regressor_reads_the_statistics_and_the_cluster_head_does_not(poolin
     embed_dim = plain.encoder.dense[0].out_features
     first = with_stats.regressor.net[0]
     assert first.in_features == embed_dim + 3 * N_MELS
-    x, counts = _chunks(6), torch.tensor([4, 2])
+    x, counts = random_chunks(6), torch.tensor([4, 2])
     # same seed, same encoder and cluster head: identical cluster logits
     torch.testing.assert_close(
         with_stats.forward_utterances(x, counts).aux, plain.forward_utterances(x, counts).aux
@@ -72,7 +55,7 @@ def test_the_regressor_reads_the_statistics_and_the_cluster_head_does_not(poolin
 
 def test_gradients_reach_the_encoder_and_the_statistics_weights():
     model = _model(True).train()
-    _, pred = model(_chunks(8))
+    _, pred = model(random_chunks(8))
     pred.square().mean().backward()
     embed_dim = model.encoder.dense[0].out_features
     assert model.encoder.blocks[0][0].weight.grad.abs().sum() > 0

@@ -133,8 +133,9 @@ def test_two_stage_with_attention_in_micro_batches_runs_both_step_kinds_under_to
     """The unlabelled stage's one-pass cross-entropy and the labelled stage's two-pass step over
     whole utterances (attention pooling: each rank's 12 drawn labelled chunks bring their
     utterances), in micro-batches of at most 5 chunks that never cut an utterance, with one
-    all-reduce per step: no hang, no DDP error, the ranks agree on both stages' clusterings
-    (their weights stayed equal), and both stages' losses are logged."""
+    all-reduce per step, and the ridge readout's residual regressor, which the unlabelled stage
+    leaves unused: no hang, no DDP error, the ranks agree on both stages' clusterings (their
+    weights stayed equal), and both stages' losses and the readout's mixes are logged."""
     from tests.support.tiny_config import TINY
 
     runs = tmp_path / "runs"
@@ -148,6 +149,8 @@ def test_two_stage_with_attention_in_micro_batches_runs_both_step_kinds_under_to
             "cluster.mode=two_stage",
             "model.pooling=attention",
             "train.micro_batch_chunks=5",
+            "model.statistics=true",
+            "model.ridge_readout=true",
         ],
         tmp_path / "logs",
     )
@@ -157,5 +160,11 @@ def test_two_stage_with_attention_in_micro_batches_runs_both_step_kinds_under_to
     assert per_rank[0] == per_rank[1]
     client = MlflowClient(f"sqlite:///{runs / 'mlflow.db'}")
     (run,) = client.search_runs([client.get_experiment_by_name("deepemocluster").experiment_id])
-    for key in ("train/loss_ce_unlabelled", "train/loss_ce", "train/loss_ccc"):
+    for key in (
+        "train/loss_ce_unlabelled",
+        "train/loss_ce",
+        "train/loss_ccc",
+        "train/loss_readout",
+    ):
         assert np.isfinite(run.data.metrics[key]), key
+    assert {run.data.metrics["dev/readout_mix_arousal"]} <= {0.0, 0.5, 1.0}
