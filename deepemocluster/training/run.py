@@ -229,7 +229,7 @@ def _load_data(cfg: DictConfig, folder: RunFolder, tracker: Tracker) -> Training
             f"statistics_ridge/dev_ccc_{a}": float(v)
             for a, v in zip(cfg.model.attributes, data.statistics_ridge.ridge.dev_ccc, strict=True)
         }
-        log.info("ridge on chunk statistics (readout, teacher): %s", _format(dev))
+        log.info("ridge on chunk statistics: %s", _format(dev))
         tracker.log_metrics(dev)
     return data
 
