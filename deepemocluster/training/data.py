@@ -110,10 +110,11 @@ def build_data(corpus: Corpus, cfg: DictConfig) -> TrainingData:
         ridge = fit_statistics_ridge(
             train, len(labelled), dev_set, dev_targets, out_of_fold=cfg.model.ridge_readout
         )
-        ratings = statistics_ratings(train, ridge.ridge)
-        teacher = ratings if cfg.train.teacher_weight > 0 else None
+        unlabelled_ratings = statistics_ratings(train, ridge.ridge, first=len(labelled))
+        if cfg.train.teacher_weight > 0:
+            teacher = torch.cat([ridge.in_sample, unlabelled_ratings])
         if cfg.model.ridge_readout:
-            readout = torch.cat([ridge.out_of_fold, ratings[len(labelled) :]])
+            readout = torch.cat([ridge.out_of_fold, unlabelled_ratings])
     return TrainingData(
         corpus,
         train,

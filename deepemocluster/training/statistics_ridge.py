@@ -57,11 +57,12 @@ def utterance_statistics(ds: ChunkDataset, utterances: np.ndarray) -> np.ndarray
 
 @dataclass(frozen=True)
 class StatisticsRidge:
-    """The ridge fit on every labelled utterance and, for the readout, each labelled utterance's
-    rating by the ridge fit without it."""
+    """The ridge fit on every labelled utterance, its ratings of them and, for the readout,
+    each labelled utterance's rating by the ridge fit without it."""
 
     ridge: Ridge
-    out_of_fold: torch.Tensor | None  # (n_labelled, attributes) z-scale ratings, or None
+    in_sample: torch.Tensor  # (n_labelled, attributes) z-scale ratings
+    out_of_fold: torch.Tensor | None  # the same out of fold, or None
 
 
 def fit_statistics_ridge(
@@ -84,20 +85,22 @@ def fit_statistics_ridge(
     y = train.targets[:n_labelled].numpy()
     x_dev = utterance_statistics(dev, np.arange(len(dev)))
     ridge = fit_ridge(x, y, x_dev, dev_targets)
+    in_sample = torch.from_numpy(ridge.predict(x)).float()
     if not out_of_fold:
-        return StatisticsRidge(ridge, None)
+        return StatisticsRidge(ridge, in_sample, None)
     fold = np.arange(n_labelled) % min(FOLDS, n_labelled)
     ratings = np.empty_like(y)
     for f in np.unique(fold):
         held = fold == f
         ratings[held] = fit_ridge(x[~held], y[~held], x_dev, dev_targets).predict(x[held])
-    return StatisticsRidge(ridge, torch.from_numpy(ratings).float())
+    return StatisticsRidge(ridge, in_sample, torch.from_numpy(ratings).float())
 
 
-def statistics_ratings(ds: ChunkDataset, ridge: Ridge) -> torch.Tensor:
-    """(len(ds), attributes): ``ridge``'s z-scale ratings of every utterance of ``ds``."""
-    ratings = np.empty((len(ds), len(ridge.intercept)))
-    for start in range(0, len(ds), RATE_UTTERANCES):
+def statistics_ratings(ds: ChunkDataset, ridge: Ridge, first: int = 0) -> torch.Tensor:
+    """(len(ds) − first, attributes): ``ridge``'s z-scale ratings of the utterances of ``ds``
+    from ``first`` on (the labelled ones come rated from the fit)."""
+    ratings = np.empty((len(ds) - first, len(ridge.intercept)))
+    for start in range(first, len(ds), RATE_UTTERANCES):
         rows = np.arange(start, min(start + RATE_UTTERANCES, len(ds)))
-        ratings[rows] = ridge.predict(utterance_statistics(ds, rows))
+        ratings[rows - first] = ridge.predict(utterance_statistics(ds, rows))
     return torch.from_numpy(ratings).float()
