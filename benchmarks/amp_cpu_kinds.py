@@ -47,9 +47,9 @@ def child(rounds: int, quick: bool) -> dict:
     import torch
 
     from deepemocluster.config import load_config
-    from deepemocluster.hardware import detect, resolve_amp
-    from deepemocluster.inference import autocast
     from deepemocluster.model import build_model
+    from deepemocluster.runtime.hardware import detect, resolve_amp
+    from deepemocluster.serving.inference import autocast
 
     torch.set_num_threads(2)
     cpu = torch.device("cpu")

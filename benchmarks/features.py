@@ -38,9 +38,9 @@ import numpy as np
 import soundfile as sf
 from _common import RESULTS_DIR, machine_info, write_results
 
+from deepemocluster.config.schema import FeatureConfig
 from deepemocluster.data.audio import load_audio, mel_features
 from deepemocluster.data.features import FeatureSettings, FeatureStore, _extract_one, entry_key
-from deepemocluster.schema import FeatureConfig
 
 RESULTS = RESULTS_DIR / "features.json"
 TARGET_WORKERS = 2
@@ -58,8 +58,8 @@ SAMPLE_RATE = 16000
 def make_corpus(root: Path, n_files: int, seed: int = 0) -> tuple[list[str], str]:
     """``n_files`` wav paths under ``root`` and where they came from (``demo`` or ``synthetic``)."""
     try:
+        from deepemocluster.config.schema import DemoConfig
         from deepemocluster.data.demo import generate_demo_corpus
-        from deepemocluster.schema import DemoConfig
 
         cfg = DemoConfig(
             seed=seed, n_train=n_files, n_dev=0, n_test=0, n_unlabelled=0, n_speakers=1
@@ -168,7 +168,7 @@ def stage_profile(paths: list[str], settings: FeatureSettings, tmp: Path) -> dic
 _COLD = """
 import json, sys, time
 t0 = time.perf_counter()
-from deepemocluster.schema import FeatureConfig
+from deepemocluster.config.schema import FeatureConfig
 from deepemocluster.data.features import FeatureSettings
 t1 = time.perf_counter()
 settings = FeatureSettings.from_config(vars(FeatureConfig()))

@@ -34,11 +34,11 @@ from deepemocluster.clustering import Projection
 from deepemocluster.config import load_config, to_yaml
 from deepemocluster.data.features import PackedFeatures
 from deepemocluster.data.labels import LabelScaler
-from deepemocluster.export import export
-from deepemocluster.hardware import detect
 from deepemocluster.model import build_model
-from deepemocluster.onnx_backend import OnnxBackend
-from deepemocluster.predict import TorchBackend
+from deepemocluster.runtime.hardware import detect
+from deepemocluster.serving.export import export
+from deepemocluster.serving.onnx_backend import OnnxBackend
+from deepemocluster.serving.predict import TorchBackend
 
 THREADS = 2
 

@@ -95,7 +95,7 @@ from deepemocluster import clustering
 from deepemocluster.config import load_config
 from deepemocluster.data.corpus import Corpus
 from deepemocluster.data.manifest import UNLABELLED_SPLIT, Utterance
-from deepemocluster.hardware import resolve_amp
+from deepemocluster.runtime.hardware import resolve_amp
 from deepemocluster.training.data import build_data
 
 RESULTS = RESULTS_DIR / "paper_epoch.json"

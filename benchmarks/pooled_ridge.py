@@ -10,7 +10,7 @@ from omegaconf import DictConfig
 
 from deepemocluster.data.corpus import Corpus
 from deepemocluster.metrics import ccc
-from deepemocluster.ridge import fit_ridge
+from deepemocluster.statistics_ridge.ridge import fit_ridge
 
 STATISTICS = (
     "per mel bin: mean, std, 10/50/90th percentiles, std and mean |.| of the frame-to-frame "

@@ -48,7 +48,7 @@ from scipy import stats
 
 from deepemocluster.config import load_config
 from deepemocluster.data.corpus import load_corpus
-from deepemocluster.ridge import ALPHAS
+from deepemocluster.statistics_ridge.ridge import ALPHAS
 from deepemocluster.training.run import run
 
 ROOT = Path(__file__).resolve().parents[1]

@@ -34,12 +34,12 @@ from quality import interval
 from deepemocluster.checkpoint import Checkpoint
 from deepemocluster.data.corpus import load_corpus
 from deepemocluster.data.datasets import ChunkDataset
-from deepemocluster.inference import predict_utterances
 from deepemocluster.metrics import ccc_report
 from deepemocluster.model import DeepEmoCluster
 from deepemocluster.model.statistics import ChunkStatistics
+from deepemocluster.serving.inference import predict_utterances
+from deepemocluster.statistics_ridge.fit import utterance_means
 from deepemocluster.training.data import build_data
-from deepemocluster.training.statistics_ridge import utterance_means
 
 PARTS = ("embedding", "statistics", "embedding+statistics", "pooled statistics")
 

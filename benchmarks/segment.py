@@ -30,6 +30,7 @@ import numpy as np
 import soundfile as sf
 from _common import RESULTS_DIR, load_average, machine_info, rss_now_mib, run_child, write_results
 
+from deepemocluster.config.schema import DemoConfig, SegmentConfig
 from deepemocluster.data.audio import load_audio
 from deepemocluster.data.demo_episodes import plan_episodes, render_episode
 from deepemocluster.data.demo_plan import plan_corpus
@@ -40,7 +41,6 @@ from deepemocluster.data.segments import (
     resolve_backend,
     segment_file,
 )
-from deepemocluster.schema import DemoConfig, SegmentConfig
 
 RESULTS = RESULTS_DIR / "segment.json"
 TARGET_X_REALTIME = 100.0

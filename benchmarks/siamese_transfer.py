@@ -24,7 +24,7 @@ import numpy as np
 import torch
 
 from deepemocluster.config import load_config
-from deepemocluster.transfer import pretrain, run_transfer
+from deepemocluster.transfer.finetune import pretrain, run_transfer
 
 ROOT = Path(__file__).resolve().parents[1]
 LOSSES = ("contrastive", "relative")

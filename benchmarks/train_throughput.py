@@ -59,10 +59,10 @@ from torch.utils.flop_counter import FlopCounterMode
 from deepemocluster import clustering
 from deepemocluster.config import load_config
 from deepemocluster.data.datasets import ChunkDataset
-from deepemocluster.hardware import resolve_amp
-from deepemocluster.inference import autocast
 from deepemocluster.losses import ccc_loss
 from deepemocluster.model import DeepEmoCluster, build_model
+from deepemocluster.runtime.hardware import resolve_amp
+from deepemocluster.serving.inference import autocast
 from deepemocluster.training.data import TrainingData, build_data
 from deepemocluster.training.hooks import Hooks
 from deepemocluster.training.microbatch import SplitStep

@@ -13,7 +13,7 @@ import faiss
 import numpy as np
 import torch  # noqa: F401  (torch before faiss: docs/original_work.md; faiss-cpu wheels still bring their own OpenMP)
 
-from deepemocluster.faults import failpoint
+from deepemocluster.runtime.faults import failpoint
 
 
 @dataclass(frozen=True)

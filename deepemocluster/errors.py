@@ -1,5 +1,7 @@
 """Exceptions that name what went wrong and where; entry points turn them into one message + exit 1."""
 
+import signal
+
 
 class DeepEmoClusterError(Exception):
     """Base of every error the tool reports to the user without a traceback."""
@@ -41,3 +43,11 @@ class TrackingError(DeepEmoClusterError):
 
 class TrainingError(DeepEmoClusterError):
     """Training cannot go on (a NaN/Inf loss, say); the message names epoch and step."""
+
+
+class Interrupted(DeepEmoClusterError):
+    """SIGINT/SIGTERM arrived; the last epoch's checkpoint is intact."""
+
+    def __init__(self, signum: int) -> None:
+        self.signum = signum
+        super().__init__(f"stopped by {signal.Signals(signum).name}")

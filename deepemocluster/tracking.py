@@ -22,7 +22,7 @@ from omegaconf import DictConfig
 
 from deepemocluster.config import resolve_path
 from deepemocluster.errors import TrackingError
-from deepemocluster.faults import failpoint
+from deepemocluster.runtime.faults import failpoint
 
 # Fail within seconds on a dead server instead of retrying for minutes (set before mlflow import).
 os.environ.setdefault("MLFLOW_HTTP_REQUEST_MAX_RETRIES", "2")

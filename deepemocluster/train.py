@@ -12,8 +12,8 @@ import argparse
 import sys
 from pathlib import Path
 
-from deepemocluster.cli import exit_code, setup_logging
 from deepemocluster.config import load_config
+from deepemocluster.runtime.cli import exit_code, setup_logging
 from deepemocluster.training.run import run
 
 

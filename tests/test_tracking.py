@@ -14,7 +14,7 @@ import pandas as pd
 import pytest
 from mlflow.tracking import MlflowClient
 
-from deepemocluster.evaluate import evaluate
+from deepemocluster.serving.evaluate import evaluate
 from deepemocluster.tracking import Tracker, resolve_uri
 from deepemocluster.training.run import run
 

@@ -19,7 +19,7 @@ from torch.utils.data import Dataset
 from deepemocluster.data.chunking import chunk_starts
 from deepemocluster.data.features import PackedFeatures, row_source
 from deepemocluster.data.samplers import UtteranceBatch
-from deepemocluster.faults import failpoint
+from deepemocluster.runtime.faults import failpoint
 
 
 class ChunkDataset(Dataset):

@@ -32,6 +32,7 @@ from pathlib import Path
 
 import soundfile as sf
 
+from deepemocluster.config.schema import DemoConfig
 from deepemocluster.data.demo_episodes import (
     EPISODE_DIR,
     TURNS_HEADER,
@@ -44,7 +45,6 @@ from deepemocluster.data.demo_episodes import (
 from deepemocluster.data.demo_plan import PlannedUtterance, plan_corpus, speakers_per_part
 from deepemocluster.data.demo_voice import SAMPLE_RATE, render_utterance
 from deepemocluster.errors import ConfigError
-from deepemocluster.schema import DemoConfig
 
 __all__ = ["generate_demo_corpus", "main", "plan_corpus", "read_stamp", "speakers_per_part"]
 

@@ -13,10 +13,10 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from deepemocluster.config.schema import DemoConfig
 from deepemocluster.data.demo_plan import PlannedUtterance, Speaker, draw_label
 from deepemocluster.data.demo_voice import SAMPLE_RATE, coloured_noise, render_speech
 from deepemocluster.errors import ConfigError
-from deepemocluster.schema import DemoConfig
 
 EPISODE_DIR = "episodes"  # under Unlabelled/
 TURNS_NAME = "episode_turns.csv"  # under Labels/

@@ -7,8 +7,8 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from deepemocluster.config.schema import DemoConfig
 from deepemocluster.errors import ConfigError
-from deepemocluster.schema import DemoConfig
 
 # The corpus parts in generation order: MSP-Podcast split names, then the unlabelled part (None).
 PARTS: tuple[str | None, ...] = ("Train", "Development", "Test1", None)

@@ -33,7 +33,7 @@ from tqdm import tqdm
 
 from deepemocluster.data.audio import AudioSpan, load_audio, mel_features
 from deepemocluster.errors import AudioError
-from deepemocluster.files import temporary_name, write_atomic
+from deepemocluster.runtime.files import temporary_name, write_atomic
 
 _FORMAT_VERSION = 1
 
@@ -63,9 +63,12 @@ class FeatureSettings:
         self, path: str | Path, start_s: float | None = None, end_s: float | None = None
     ) -> np.ndarray:
         """Decode one file (or its span) and return its (frames, n_mels) features; raises
-        AudioError."""
+        AudioError. The mel product runs on one BLAS thread wherever it is called (the store,
+        predict): more threads block it differently, and the last bit then depends on the
+        caller (seen on an AMD EPYC)."""
         audio = load_audio(path, self.sample_rate, self.n_fft, start_s, end_s)
-        return mel_features(audio, **asdict(self))
+        with threadpool_limits(1):
+            return mel_features(audio, **asdict(self))
 
 
 @dataclass(frozen=True)
@@ -203,7 +206,8 @@ class FeatureStore:
         """Workers are threads: decoding, resampling, FFT, the mel product and file writes release
         the GIL, so threads run in parallel without the seconds of imports a spawned process pays
         per worker, and without the fork-after-OpenMP hang. One BLAS thread each: the mel product
-        is small and more BLAS threads oversubscribe the cores (benchmarks/features.py)."""
+        is small and more BLAS threads oversubscribe the cores (benchmarks/features.py); so
+        does ``FeatureSettings.compute`` itself."""
         jobs = [(self, *job) for job in todo]
         bar = dict(total=len(jobs), desc=desc, unit="file", disable=not sys.stderr.isatty())
         with threadpool_limits(1):

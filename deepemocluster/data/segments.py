@@ -35,7 +35,7 @@ from deepemocluster.data.audio import audio_seconds, stream_audio
 from deepemocluster.data.features import entry_key
 from deepemocluster.data.manifest import UNLABELLED_SPLIT, Manifest, Utterance
 from deepemocluster.errors import AudioError
-from deepemocluster.files import write_atomic
+from deepemocluster.runtime.files import write_atomic
 
 log = logging.getLogger(__name__)
 

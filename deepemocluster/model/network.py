@@ -19,9 +19,9 @@ from torch import nn
 from deepemocluster.model.encoder import ChunkEncoder
 from deepemocluster.model.heads import ClusterHead, Regressor
 from deepemocluster.model.pooling import AttentionPooling, mean_over_chunks, pad
-from deepemocluster.model.readout import RidgeReadout
 from deepemocluster.model.siamese import SiameseHead
 from deepemocluster.model.statistics import ChunkStatistics
+from deepemocluster.statistics_ridge.readout import RidgeReadout
 
 
 class UtteranceOutputs(NamedTuple):
@@ -94,7 +94,7 @@ class DeepEmoCluster(nn.Module):
     ) -> tuple[torch.Tensor, torch.Tensor]:
         """Utterances of exactly ``n_chunks`` chunks each, flat (U × n_chunks, frames, n_mels) →
         (encoder output per chunk, A/V/D per utterance (U, n_attributes)). Reshapes only, no
-        padding: the form the ONNX graph exports (deepemocluster/export.py)."""
+        padding: the form the ONNX graph exports (deepemocluster/serving/export.py)."""
         h = self.encoder(chunks)
         r = self._regressor_input(h, chunks)
         if self.pooling is None:

@@ -12,7 +12,7 @@ import argparse
 import sys
 from pathlib import Path
 
-from deepemocluster.cli import exit_code, setup_logging
+from deepemocluster.runtime.cli import exit_code, setup_logging
 from deepemocluster.study.runner import run_study
 from deepemocluster.study.spec import load_spec
 

@@ -15,7 +15,7 @@ import numpy as np  # noqa: E402
 import pandas as pd  # noqa: E402
 from scipy import stats  # noqa: E402
 
-from deepemocluster.plots import OKABE_ITO  # noqa: E402
+from deepemocluster.analysis.plots import OKABE_ITO  # noqa: E402
 from deepemocluster.study.spec import Param  # noqa: E402
 
 FRACTION, HEAD = "data.label_fraction", "model.aux_head"

@@ -18,12 +18,11 @@ import optuna
 from optuna.trial import FrozenTrial
 
 from deepemocluster.config import load_config, resolve_path
-from deepemocluster.errors import DeepEmoClusterError, TrackingError
+from deepemocluster.errors import DeepEmoClusterError, Interrupted, TrackingError
 from deepemocluster.study.spec import Param, StudySpec, override
 from deepemocluster.study.store import cell, counted_trials
 from deepemocluster.tracking import resolve_uri, update_run
 from deepemocluster.training.hooks import Hooks, StopRun
-from deepemocluster.training.signals import Interrupted
 
 log = logging.getLogger("deepemocluster")
 # Optuna user attributes linking a trial to its MLflow run, and the run back to the trial.

@@ -13,7 +13,7 @@ import optuna
 import pandas as pd
 from optuna.trial import FrozenTrial, TrialState
 
-from deepemocluster import report as html_report
+from deepemocluster.analysis import report as html_report
 from deepemocluster.study.label_efficiency import (
     FRACTION,
     label_efficiency,

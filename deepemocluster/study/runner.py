@@ -15,15 +15,14 @@ import optuna
 from omegaconf import DictConfig, OmegaConf
 
 from deepemocluster.config import flatten, load_config, resolve_path
-from deepemocluster.errors import ConfigError, DeepEmoClusterError
-from deepemocluster.schema import Config
+from deepemocluster.config.schema import Config
+from deepemocluster.errors import ConfigError, DeepEmoClusterError, Interrupted
 from deepemocluster.study.objective import STUDY_TAG, Job
 from deepemocluster.study.report import summary_lines, write_report
 from deepemocluster.study.spec import StudySpec, check_params, parse_params
 from deepemocluster.study.store import open_study, safe_url, storage_url
 from deepemocluster.study.workers import run_workers
 from deepemocluster.tracking import Tracker
-from deepemocluster.training.signals import Interrupted
 
 log = logging.getLogger("deepemocluster")
 PARENT_ATTR, CONFIG_ATTR = "mlflow_parent_run_id", "config"

@@ -2,7 +2,7 @@
 
 A study file is YAML merged over ``StudySpec``; ``study.<key>=value`` on the command line overrides
 it. Unknown keys fail naming the key. Every parameter must be an option of the training schema
-(``deepemocluster/schema.py``) and every value it can take must pass that schema's checks, so a
+(``deepemocluster/config/schema.py``) and every value it can take must pass that schema's checks, so a
 typo costs nothing rather than a trial.
 """
 
@@ -18,8 +18,8 @@ from omegaconf import OmegaConf
 from omegaconf.errors import OmegaConfBaseException
 
 from deepemocluster.config import flatten, load_config
+from deepemocluster.config.schema import Config
 from deepemocluster.errors import ConfigError
-from deepemocluster.schema import Config
 
 SAMPLERS = ("grid", "tpe")
 # Set by the study for every trial (run names, store, resume), never a parameter.

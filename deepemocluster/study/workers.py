@@ -18,8 +18,8 @@ from dataclasses import replace
 
 from optuna.trial import TrialState
 
-from deepemocluster.cli import exit_code
-from deepemocluster.errors import DeepEmoClusterError, TrackingError
+from deepemocluster.errors import DeepEmoClusterError, Interrupted, TrackingError
+from deepemocluster.runtime.cli import exit_code
 from deepemocluster.study.objective import Job, Objective, TrialFailed
 from deepemocluster.study.store import (
     counted_trials,
@@ -29,7 +29,6 @@ from deepemocluster.study.store import (
     queue_retry,
     running,
 )
-from deepemocluster.training.signals import Interrupted
 
 log = logging.getLogger("deepemocluster")
 _POLL_S = 5  # how often a worker with nothing to start looks at the storage again

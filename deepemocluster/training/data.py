@@ -14,7 +14,7 @@ from deepemocluster.data.labels import LabelScaler
 from deepemocluster.data.manifest import UNLABELLED_SPLIT
 from deepemocluster.data.pairs import NO_LABEL, pair_labels
 from deepemocluster.errors import ConfigError, ManifestError
-from deepemocluster.training.statistics_ridge import (
+from deepemocluster.statistics_ridge.fit import (
     StatisticsRidge,
     fit_statistics_ridge,
     statistics_ratings,

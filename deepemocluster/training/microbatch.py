@@ -38,7 +38,7 @@ import numpy as np
 import torch
 from torch import nn
 
-from deepemocluster.inference import autocast
+from deepemocluster.serving.inference import autocast
 
 Outputs = tuple[torch.Tensor | None, torch.Tensor]
 

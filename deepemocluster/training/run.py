@@ -16,17 +16,18 @@ import numpy as np
 import torch
 from omegaconf import DictConfig
 
-from deepemocluster import clustering, distributed
+from deepemocluster import clustering
 from deepemocluster.checkpoint import Checkpoint
 from deepemocluster.config import flatten, resolve_path
 from deepemocluster.data.corpus import load_corpus
 from deepemocluster.data.segments import write_segments_csv
-from deepemocluster.errors import ConfigError, TooManyBadFilesError, TrackingError
+from deepemocluster.errors import ConfigError, Interrupted, TooManyBadFilesError, TrackingError
+from deepemocluster.runtime import distributed
 from deepemocluster.tracking import Tracker
 from deepemocluster.training.data import TrainingData, build_data
 from deepemocluster.training.hooks import Hooks, StopRun
 from deepemocluster.training.run_folder import RunFolder
-from deepemocluster.training.signals import Interrupted, StopOnSignals
+from deepemocluster.training.signals import StopOnSignals
 from deepemocluster.training.trainer import Trainer
 
 log = logging.getLogger("deepemocluster")
@@ -170,8 +171,8 @@ def _train_and_test(
     tracker.log_artifact(folder.best, "checkpoints")
     tracker.log_artifact(folder.path / "utterances.txt", "assignments")
     # imported here: plotting and the report are needed only once, at the very end
-    from deepemocluster import pyfunc
-    from deepemocluster.analyze import analyze
+    from deepemocluster.analysis.analyze import analyze
+    from deepemocluster.serving import pyfunc
 
     pyfunc.log_model(folder.best, list(cfg.model.attributes))
     if trainer.clusters and cfg.tracking.report:

@@ -13,7 +13,7 @@ from omegaconf import DictConfig, OmegaConf
 from deepemocluster.checkpoint import Checkpoint
 from deepemocluster.config import flatten, to_yaml
 from deepemocluster.errors import CheckpointError, ConfigError
-from deepemocluster.files import write_atomic
+from deepemocluster.runtime.files import write_atomic
 
 LAST, BEST = "checkpoint_last.pt", "checkpoint_best.pt"
 

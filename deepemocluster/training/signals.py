@@ -6,15 +6,7 @@ import signal
 import threading
 from typing import Protocol
 
-from deepemocluster.errors import DeepEmoClusterError
-
-
-class Interrupted(DeepEmoClusterError):
-    """SIGINT/SIGTERM arrived; the last epoch's checkpoint is intact."""
-
-    def __init__(self, signum: int) -> None:
-        self.signum = signum
-        super().__init__(f"stopped by {signal.Signals(signum).name}")
+from deepemocluster.errors import Interrupted
 
 
 class Interruptible(Protocol):

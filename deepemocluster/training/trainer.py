@@ -21,7 +21,7 @@ from omegaconf import DictConfig
 from torch.utils.data import DataLoader, Sampler
 from tqdm import tqdm
 
-from deepemocluster import clustering, distributed
+from deepemocluster import clustering
 from deepemocluster.checkpoint import Checkpoint, ClusterSpace
 from deepemocluster.config import to_yaml
 from deepemocluster.data.datasets import ChunkBatches, ChunkDataset
@@ -32,15 +32,16 @@ from deepemocluster.data.samplers import (
     UtteranceBatch,
     UtteranceBatches,
 )
-from deepemocluster.hardware import resolve_amp
-from deepemocluster.heap import keep_freed_heap, releases_free_heap
-from deepemocluster.inference import embed_chunks, predict_utterances
+from deepemocluster.errors import Interrupted
 from deepemocluster.metrics import ccc_report, nmi
 from deepemocluster.model import DeepEmoCluster, build_model
-from deepemocluster.model.readout import choose_mixes
+from deepemocluster.runtime import distributed
+from deepemocluster.runtime.hardware import resolve_amp
+from deepemocluster.runtime.heap import keep_freed_heap, releases_free_heap
+from deepemocluster.serving.inference import embed_chunks, predict_utterances
+from deepemocluster.statistics_ridge.readout import choose_mixes
 from deepemocluster.training.data import TrainingData
 from deepemocluster.training.hooks import Hooks
-from deepemocluster.training.signals import Interrupted
 from deepemocluster.training.step import TrainingStep
 
 log = logging.getLogger("deepemocluster")

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import pytest
 
-from deepemocluster.hardware import Capabilities, choose_amp
+from deepemocluster.runtime.hardware import Capabilities, choose_amp
 from tests.support.bench import machine_ok, positive_finite, run_quick
 
 

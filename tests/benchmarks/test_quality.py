@@ -6,7 +6,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from deepemocluster.schema import ATTRIBUTES
+from deepemocluster.config.schema import ATTRIBUTES
 from tests.support.bench import load_benchmark, machine_ok, run_quick
 
 quality = load_benchmark("quality")

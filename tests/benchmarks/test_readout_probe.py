@@ -9,8 +9,8 @@ import json
 import pytest
 
 from deepemocluster.checkpoint import Checkpoint
+from deepemocluster.config.schema import ATTRIBUTES
 from deepemocluster.data.corpus import load_corpus
-from deepemocluster.schema import ATTRIBUTES
 from deepemocluster.training.data import build_data
 from tests.support.bench import load_benchmark, machine_ok
 

@@ -10,6 +10,7 @@ import soundfile as sf
 from omegaconf import OmegaConf
 
 from deepemocluster.config import load_config
+from deepemocluster.config.schema import DemoConfig, SegmentConfig
 from deepemocluster.data.corpus import beyond_label_fraction, hide_labels, load_corpus
 from deepemocluster.data.demo_episodes import EpisodeSpec, music, render_episode
 from deepemocluster.data.demo_plan import plan_corpus
@@ -17,7 +18,6 @@ from deepemocluster.data.demo_voice import SAMPLE_RATE
 from deepemocluster.data.manifest import UNLABELLED_SPLIT, Utterance
 from deepemocluster.data.segments import NO_SPEECH, SegmentSettings, segment_file
 from deepemocluster.errors import TooManyBadFilesError
-from deepemocluster.schema import DemoConfig, SegmentConfig
 
 
 def corpus_cfg(root, store, *extra: str):

@@ -14,13 +14,13 @@ import soundfile as sf
 from omegaconf import OmegaConf
 
 from deepemocluster.config import load_config
+from deepemocluster.config.schema import DemoConfig
 from deepemocluster.data import demo
 from deepemocluster.data.corpus import load_corpus
 from deepemocluster.data.demo import generate_demo_corpus, plan_corpus, speakers_per_part
 from deepemocluster.data.demo_episodes import TURN_GAP_S, UTTERANCE_GAP_S
 from deepemocluster.data.manifest import read_msp_podcast, read_unlabelled
 from deepemocluster.errors import ConfigError
-from deepemocluster.schema import DemoConfig
 from tests.support.bench import load_benchmark
 
 SMALL = DemoConfig(seed=0, n_train=40, n_dev=12, n_test=16, n_unlabelled=20, n_speakers=10)

@@ -15,6 +15,7 @@ import soundfile as sf
 from omegaconf import OmegaConf
 
 from deepemocluster.config import load_config
+from deepemocluster.config.schema import SegmentConfig
 from deepemocluster.data.demo_voice import SAMPLE_RATE
 from deepemocluster.data.manifest import read_unlabelled
 from deepemocluster.data.segments import (
@@ -27,7 +28,6 @@ from deepemocluster.data.segments import (
     write_segments_csv,
 )
 from deepemocluster.errors import AudioError, ConfigError
-from deepemocluster.schema import SegmentConfig
 from tests.support.episodes import write_episode, write_music_and_noise
 
 SETTINGS = SegmentSettings.from_config(OmegaConf.structured(SegmentConfig))

@@ -11,7 +11,7 @@ import time
 from collections.abc import Callable
 from pathlib import Path
 
-from deepemocluster import faults
+from deepemocluster.runtime import faults
 
 
 def cli_env(**extra: str) -> dict[str, str]:

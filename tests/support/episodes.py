@@ -8,10 +8,10 @@ from pathlib import Path
 import numpy as np
 import soundfile as sf
 
+from deepemocluster.config.schema import DemoConfig
 from deepemocluster.data.demo_episodes import EpisodeSpec, music, render_episode
 from deepemocluster.data.demo_plan import plan_corpus
 from deepemocluster.data.demo_voice import SAMPLE_RATE, coloured_noise
-from deepemocluster.schema import DemoConfig
 
 
 def write_episode(path: Path, seconds: float, index: int = 0) -> list[tuple[int, float, float]]:

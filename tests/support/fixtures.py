@@ -22,9 +22,9 @@ import numpy as np
 import pytest
 import torch
 
-from deepemocluster import faults
 from deepemocluster.config import load_config
 from deepemocluster.data.demo import generate_demo_corpus
+from deepemocluster.runtime import faults
 from tests.support.episodes import write_episode, write_music_and_noise
 from tests.support.mlflow_server import MlflowServer
 from tests.support.tiny_config import TINY, TINY_MODEL
@@ -319,7 +319,7 @@ def long_recordings(tmp_path_factory) -> LongRecordings:
 @pytest.fixture(scope="session")
 def trained_onnx(trained_run, tmp_path_factory) -> Path:
     """The trained run's best checkpoint exported to ONNX."""
-    from deepemocluster.export import main as export_main
+    from deepemocluster.serving.export import main as export_main
 
     out = tmp_path_factory.mktemp("onnx") / "model.onnx"
     assert export_main([str(trained_run.checkpoint), "--out", str(out)]) == 0

@@ -12,11 +12,11 @@ import torch.distributed as dist
 import torch.multiprocessing as mp
 import torch.nn.functional as F
 
-from deepemocluster import distributed
 from deepemocluster.config import load_config
 from deepemocluster.errors import ConfigError
 from deepemocluster.losses import ccc_loss
 from deepemocluster.model import build_model
+from deepemocluster.runtime import distributed
 from deepemocluster.training.microbatch import SplitStep
 from tests.support.loopback import free_port
 from tests.support.memory_probe import saved_activation_rows

@@ -12,7 +12,7 @@ from mlflow.tracking import MlflowClient
 
 from deepemocluster.checkpoint import Checkpoint
 from deepemocluster.data.corpus import load_corpus
-from deepemocluster.inference import embed_chunks
+from deepemocluster.serving.inference import embed_chunks
 from deepemocluster.training.data import build_data
 from deepemocluster.training.run import run
 from deepemocluster.training.trainer import Trainer

@@ -16,7 +16,7 @@ import pytest
 from mlflow.tracking import MlflowClient
 
 from deepemocluster.checkpoint import Checkpoint
-from deepemocluster.distributed import digest
+from deepemocluster.runtime.distributed import digest
 from deepemocluster.training.run_folder import LAST
 
 pytestmark = pytest.mark.slow

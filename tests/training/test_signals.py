@@ -21,9 +21,9 @@ from mlflow.tracking import MlflowClient
 from deepemocluster.checkpoint import Checkpoint
 from deepemocluster.config import load_config
 from deepemocluster.data.features import FeatureSettings, FeatureStore
+from deepemocluster.errors import Interrupted
 from deepemocluster.training.run import run
 from deepemocluster.training.run_folder import BEST, LAST
-from deepemocluster.training.signals import Interrupted
 from tests.support.cli import cli_env, run_cli, run_id_of
 
 pytestmark = [pytest.mark.slow, pytest.mark.usefixtures("stray_signals_fail_the_test")]

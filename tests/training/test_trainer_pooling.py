@@ -15,8 +15,8 @@ import torch
 from deepemocluster.checkpoint import Checkpoint
 from deepemocluster.config import load_config
 from deepemocluster.data.corpus import load_corpus
-from deepemocluster.evaluate import evaluate
 from deepemocluster.metrics import ccc
+from deepemocluster.serving.evaluate import evaluate
 from deepemocluster.training.data import build_data
 from deepemocluster.training.run import run
 from deepemocluster.training.trainer import Trainer

@@ -11,7 +11,7 @@ from mlflow.tracking import MlflowClient
 
 from deepemocluster.checkpoint import Checkpoint
 from deepemocluster.data.corpus import load_corpus
-from deepemocluster.evaluate import evaluate
+from deepemocluster.serving.evaluate import evaluate
 from deepemocluster.training.data import build_data
 from deepemocluster.training.run import run
 from tests.support.resume import second_epoch_straight_and_resumed

@@ -1,0 +1,1 @@
+"""Source → target fine-tuning and the few-shot embedding scores it reports."""
