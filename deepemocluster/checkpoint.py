@@ -21,7 +21,8 @@ from deepemocluster.config import load_config
 from deepemocluster.data.labels import LabelScaler
 from deepemocluster.data.manifest import RATING_RANGE
 from deepemocluster.errors import CheckpointError
-from deepemocluster.model import DeepEmoCluster, build_model
+from deepemocluster.model import DeepEmoCluster
+from deepemocluster.model.build import build_model
 from deepemocluster.runtime.files import write_atomic
 
 # The trainer's own state (Trainer.state_dict() without the model): only a resumed run needs it.

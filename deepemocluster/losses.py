@@ -1,7 +1,11 @@
-"""Training losses."""
+"""Training losses: the loss functions, and the interface of a loss term (``LossTerm``) that the
+training step sums (``training/objective.py`` builds the list from the config)."""
 
 from __future__ import annotations
 
+from dataclasses import dataclass, field
+
+import numpy as np
 import torch
 
 
@@ -39,3 +43,50 @@ def relative_distance_loss(
     if d_same.shape != d_diff.shape or d_same.numel() == 0:
         raise ValueError("relative_distance_loss needs as many same pairs as different pairs")
     return (d_same / torch.clamp(d_same + d_diff, min=eps)).mean()
+
+
+@dataclass
+class StepView:
+    """What the loss terms read of one training step: the batch's rows, then (once the network
+    has run) its outputs. Utterance rows: the batch's utterances; chunk rows: its chunks."""
+
+    utterances: np.ndarray  # (U,) each utterance's index in the training set
+    targets: torch.Tensor  # (U, A) z-scale ratings, NaN where unlabelled
+    rated: torch.Tensor  # (U,) bool: labelled
+    drawn: torch.Tensor  # (N,) bool: chunks the sampler drew (the others came with their utterance)
+    drawn_ids: np.ndarray  # the drawn chunks' ids in the training set
+    clusters: torch.Tensor | None  # the drawn chunks' pseudo-labels, or None in this pass
+    rng: np.random.Generator  # the step's random draws (the Siamese pairs)
+    aux: torch.Tensor | None = None  # (N, ...) the auxiliary head's output per chunk
+    outputs: dict[str, torch.Tensor] = field(default_factory=dict)  # named (U, A) outputs
+
+
+class LossTerm:
+    """One weighted term of the training loss. ``name``: logged as ``train/loss_<name>``;
+    ``reads``: which rows of the batch it reads (for the docs and the logs); ``per_chunk``: a
+    mean over the drawn chunks of the auxiliary output alone (``chunk_loss``), which a step
+    can compute without the utterance outputs."""
+
+    name: str
+    reads: str
+    per_chunk: bool = False
+
+    def __init__(self, weight: float) -> None:
+        self.weight = weight
+
+    def applies(self, view: StepView) -> bool:
+        """Whether this batch has the rows the term needs (known before the network runs)."""
+        return True
+
+    def __call__(self, view: StepView) -> torch.Tensor | None:
+        """The unweighted term, or None when the batch gives it nothing to compare."""
+        raise NotImplementedError
+
+    def chunk_loss(self, aux: torch.Tensor, view: StepView, rows: slice) -> torch.Tensor:
+        """``per_chunk`` terms: the mean over chunk ``rows`` (all drawn) given their ``aux``."""
+        raise NotImplementedError
+
+
+def labelled_at_least_two(view: StepView) -> bool:
+    """A CCC over labelled utterances needs two of them."""
+    return int(view.rated.sum()) >= 2

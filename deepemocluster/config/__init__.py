@@ -20,6 +20,7 @@ _CHOICES = {
     "segment.backend": ("auto", "jit", "onnx"),
     "data.format": ("demo", "msp_podcast", "csv"),
     "features.kind": ("log_mel", "mel"),
+    "model.frontend": ("mel_cnn",),  # the keys of model.build.FRONTENDS
     "model.aux_head": ("cluster", "siamese", "none"),
     "model.pooling": ("mean", "attention"),
     "siamese.loss": ("relative", "contrastive"),

@@ -96,6 +96,10 @@ class ChunkConfig:
 
 @dataclass
 class ModelConfig:
+    # what turns a chunk's stored features into the chunk embedding the heads share (and so
+    # which features the store computes): mel_cnn, the reference's CNN on mel features
+    # (deepemocluster/model/mel_cnn.py; model.channels and model.strides are its layers)
+    frontend: str = "mel_cnn"
     channels: list[int] = field(default_factory=lambda: [32, 32, 64, 64, 128, 128, 128])
     strides: list[int] = field(default_factory=lambda: [1, 1, 2, 2, 2, 2, 2])
     embed_dim: int = 256

@@ -1,6 +1,6 @@
-"""The network: a CNN encoder with an A/V/D regressor and an auxiliary head (cluster classifier
-or Siamese projection) on top."""
+"""The network: a front-end (the mel CNN) with an A/V/D regressor and an auxiliary head
+(cluster classifier or Siamese projection) on top; ``model.build`` builds it from a config."""
 
-from deepemocluster.model.network import DeepEmoCluster, build_model
+from deepemocluster.model.network import DeepEmoCluster
 
-__all__ = ["DeepEmoCluster", "build_model"]
+__all__ = ["DeepEmoCluster"]

@@ -13,12 +13,12 @@ from torch import nn
 
 
 class ChunkStatistics(nn.Module):
-    """(B, frames, n_mels) normalised chunks → (B, 3 × n_mels): per mel bin, the mean and std
+    """(B, frames, F) normalised chunks → (B, 3 × F): per feature (mel bin), the mean and std
     over the chunk's frames and the std of the frame-to-frame delta. No parameters."""
 
-    def __init__(self, n_mels: int) -> None:
+    def __init__(self, feature_dim: int) -> None:
         super().__init__()
-        self.dim = 3 * n_mels
+        self.dim = 3 * feature_dim
 
     def forward(self, chunks: torch.Tensor) -> torch.Tensor:
         x = chunks.float()

@@ -40,20 +40,33 @@ def embed_chunks(
     return out
 
 
-@torch.inference_mode()
 def predict_utterances(
     model: DeepEmoCluster, ds: ChunkDataset, batch_chunks: int, device: torch.device
 ) -> np.ndarray:
     """(n_utterances, n_attributes) z-scale predictions, in batches of whole utterances: the
     mean of each utterance's chunk predictions, or its attention-pooled prediction
     (``model.pooling``)."""
+    return utterance_outputs(model, ds, batch_chunks, device, ("prediction",))["prediction"]
+
+
+@torch.inference_mode()
+def utterance_outputs(
+    model: DeepEmoCluster,
+    ds: ChunkDataset,
+    batch_chunks: int,
+    device: torch.device,
+    names: tuple[str, ...] | None = None,
+) -> dict[str, np.ndarray]:
+    """The model's named z-scale outputs (``names``, default all) for every utterance of
+    ``ds``, (n_utterances, n_attributes) each, in batches of whole utterances."""
     model.eval()
     per_batch = max(1, batch_chunks // ds.n_chunks)  # utterances
-    preds = []
+    parts: dict[str, list[np.ndarray]] = {}
     for first in range(0, len(ds), per_batch):
         n = min(per_batch, len(ds) - first)
         ids = np.arange(first * ds.n_chunks, (first + n) * ds.n_chunks)
         counts = torch.full((n,), ds.n_chunks, device=device)
-        out = model.forward_utterances(ds.chunk_batch(ids)[0].to(device), counts)
-        preds.append(out.utterances.float().cpu().numpy())
-    return np.concatenate(preds)
+        out = model.forward_utterances(ds.chunk_batch(ids)[0].to(device), counts).utterances
+        for name in names or out:
+            parts.setdefault(name, []).append(out[name].float().cpu().numpy())
+    return {name: np.concatenate(p) for name, p in parts.items()}

@@ -5,7 +5,6 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 import numpy as np
-import torch
 from omegaconf import DictConfig
 
 from deepemocluster.data.corpus import Corpus
@@ -14,11 +13,6 @@ from deepemocluster.data.labels import LabelScaler
 from deepemocluster.data.manifest import UNLABELLED_SPLIT
 from deepemocluster.data.pairs import NO_LABEL, pair_labels
 from deepemocluster.errors import ConfigError, ManifestError
-from deepemocluster.statistics_ridge.fit import (
-    StatisticsRidge,
-    fit_statistics_ridge,
-    statistics_ratings,
-)
 
 
 @dataclass
@@ -34,14 +28,6 @@ class TrainingData:
     test: ChunkDataset
     scaler: LabelScaler
     pair_labels: np.ndarray | None = None
-    # the ridge on the labelled utterances' chunk statistics, where the run uses it
-    # (model.ridge_readout or train.teacher_weight > 0; training/statistics_ridge.py)
-    statistics_ridge: StatisticsRidge | None = None
-    # train.teacher_weight > 0: that ridge's z-scale ratings of every ``train`` utterance
-    teacher_ratings: torch.Tensor | None = None
-    # model.ridge_readout: the ridge's z-scale ratings of every ``train`` utterance that the
-    # residual outputs learn on top of: out of fold for the labelled ones
-    readout_ratings: torch.Tensor | None = None
 
     @property
     def labelled_chunks(self) -> np.ndarray:
@@ -96,38 +82,16 @@ def build_data(corpus: Corpus, cfg: DictConfig) -> TrainingData:
             raise ConfigError(
                 f"cluster.k={cfg.cluster.k} is larger than the {n_chunks} training chunks"
             )
-    if cfg.train.teacher_weight < 0:
-        raise ConfigError(f"train.teacher_weight must be ≥ 0, got {cfg.train.teacher_weight}")
-    if cfg.train.teacher_weight > 0 and cfg.model.aux_head != "cluster":
-        raise ConfigError(
-            f"train.teacher_weight rates unlabelled chunks, which only model.aux_head=cluster "
-            f"trains on (got {cfg.model.aux_head!r}); set train.teacher_weight=0"
-        )
-    train, dev_set = dataset(np.concatenate([labelled, unlabelled]), targets), dataset(dev)
-    ridge = teacher = readout = None
-    if cfg.model.ridge_readout or cfg.train.teacher_weight > 0:
-        dev_targets = scaler.normalise(corpus.ratings(dev, attrs))
-        ridge = fit_statistics_ridge(
-            train, len(labelled), dev_set, dev_targets, out_of_fold=cfg.model.ridge_readout
-        )
-        unlabelled_ratings = statistics_ratings(train, ridge.ridge, first=len(labelled))
-        if cfg.train.teacher_weight > 0:
-            teacher = torch.cat([ridge.in_sample, unlabelled_ratings])
-        if cfg.model.ridge_readout:
-            readout = torch.cat([ridge.out_of_fold, unlabelled_ratings])
     return TrainingData(
         corpus,
-        train,
+        dataset(np.concatenate([labelled, unlabelled]), targets),
         len(labelled),
-        dev_set,
+        dataset(dev),
         dataset(test),
         scaler,
         train_pair_labels(corpus, labelled, len(unlabelled), cfg)
         if cfg.model.aux_head == "siamese"
         else None,
-        ridge,
-        teacher,
-        readout,
     )
 
 

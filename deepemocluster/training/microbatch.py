@@ -20,8 +20,8 @@ both see the same dropout masks and the running statistics are updated once per 
 
 A micro-batch holds whole utterances (``utterance_bounds``): under attention pooling an
 utterance's prediction needs all its chunks at once. The network's outputs then come in two
-kinds of rows, per chunk (auxiliary heads) and per utterance (A/V/D), and each micro-batch owns
-a slice of both.
+kinds of rows, per chunk (auxiliary heads) and per utterance (the named A/V/D outputs), and
+each micro-batch owns a slice of both.
 
 A loss that is a mean of per-chunk terms (the cluster cross-entropy alone, as in the unlabelled
 stage) needs no first pass: ``per_chunk`` runs each micro-batch once, forward and backward, and
@@ -40,7 +40,7 @@ from torch import nn
 
 from deepemocluster.serving.inference import autocast
 
-Outputs = tuple[torch.Tensor | None, torch.Tensor]
+Outputs = tuple[torch.Tensor | None, dict[str, torch.Tensor]]
 
 
 class Part(NamedTuple):
@@ -72,8 +72,8 @@ class SplitStep:
 
     def forward(self, x: torch.Tensor, counts: np.ndarray | None = None) -> Outputs:
         """The network's outputs for batch ``x`` of utterances of ``counts`` chunks (None: one
-        each), float32: (auxiliary per chunk, A/V/D per utterance). Split, they are leaves whose
-        gradients ``backward`` carries on into the network."""
+        each), float32: (auxiliary per chunk, named A/V/D outputs per utterance). Split, they
+        are leaves whose gradients ``backward`` carries on into the network."""
         x = x.to(self.device)
         parts = self._split(len(x), counts)
         if len(parts) == 1:
@@ -85,11 +85,8 @@ class SplitStep:
         with torch.no_grad():
             outputs = [self._run(self.model, x[p.chunks], p.counts) for p in parts]
         aux = None if outputs[0][0] is None else torch.cat([o[0] for o in outputs])
-        pred = torch.cat([o[1] for o in outputs])
-        self._outputs = (
-            None if aux is None else aux.requires_grad_(),
-            pred.requires_grad_(),
-        )
+        named = {k: torch.cat([o[1][k] for o in outputs]).requires_grad_() for k in outputs[0][1]}
+        self._outputs = (None if aux is None else aux.requires_grad_(), named)
         return self._outputs
 
     def backward(self, loss: torch.Tensor) -> None:
@@ -103,14 +100,15 @@ class SplitStep:
                 buf.copy_(saved)
         for i, part in enumerate(self._parts):
             with self._sync(i == len(self._parts) - 1):
-                outputs = self._run(self.net, self._x[part.chunks], part.counts)
+                aux, named = self._run(self.net, self._x[part.chunks], part.counts)
+                leaf_aux, leaf_named = self._outputs
+                pairs = [(aux, leaf_aux, part.chunks)]
+                pairs += [(named[k], leaf, part.utterances) for k, leaf in leaf_named.items()]
                 # only the outputs the loss used: the others' parameters get no gradient, as
                 # in an unsplit step
                 used = [
                     (o, leaf.grad[rows])
-                    for o, leaf, rows in zip(
-                        outputs, self._outputs, (part.chunks, part.utterances), strict=True
-                    )
+                    for o, leaf, rows in pairs
                     if leaf is not None and leaf.grad is not None
                 ]
                 torch.autograd.backward([u[0] for u in used], [u[1] for u in used])
@@ -156,8 +154,8 @@ class SplitStep:
 
     def _run(self, net: nn.Module, x: torch.Tensor, counts: torch.Tensor | None) -> Outputs:
         with autocast(self.device, self.amp):
-            aux, pred = net(x, counts)
-        return (None if aux is None else aux.float()), pred.float()
+            aux, named = net(x, counts)
+        return (None if aux is None else aux.float()), {k: v.float() for k, v in named.items()}
 
 
 def utterance_bounds(counts: np.ndarray, max_chunks: int) -> np.ndarray:

@@ -153,6 +153,9 @@ def _train_and_test(
     trainer = Trainer(cfg, data, device, world, [recorder, *hooks])
     recorder.trainer = trainer
     log.info("%s", trainer.amp_reason)
+    if start := trainer.start_metrics():
+        log.info("before the first epoch: %s", _format(start))
+        tracker.log_metrics(start)
     tracker.log_params({"train.amp_resolved": "bfloat16" if trainer.amp else "float32"})
     distributed.broadcast_object(resume_from, world)
     if resume_from is not None:
@@ -225,13 +228,6 @@ def _load_data(cfg: DictConfig, folder: RunFolder, tracker: Tracker) -> Training
         len(data.test),
         len(corpus.skipped),
     )
-    if data.statistics_ridge is not None:
-        dev = {
-            f"statistics_ridge/dev_ccc_{a}": float(v)
-            for a, v in zip(cfg.model.attributes, data.statistics_ridge.ridge.dev_ccc, strict=True)
-        }
-        log.info("ridge on chunk statistics: %s", _format(dev))
-        tracker.log_metrics(dev)
     return data
 
 

@@ -34,14 +34,16 @@ from deepemocluster.data.samplers import (
 )
 from deepemocluster.errors import Interrupted
 from deepemocluster.metrics import ccc_report, nmi
-from deepemocluster.model import DeepEmoCluster, build_model
+from deepemocluster.model import DeepEmoCluster
+from deepemocluster.model.build import build_model
 from deepemocluster.runtime import distributed
 from deepemocluster.runtime.hardware import resolve_amp
 from deepemocluster.runtime.heap import keep_freed_heap, releases_free_heap
-from deepemocluster.serving.inference import embed_chunks, predict_utterances
-from deepemocluster.statistics_ridge.readout import choose_mixes
+from deepemocluster.serving.inference import embed_chunks, predict_utterances, utterance_outputs
 from deepemocluster.training.data import TrainingData
+from deepemocluster.training.extensions import build_extensions
 from deepemocluster.training.hooks import Hooks
+from deepemocluster.training.objective import build_terms
 from deepemocluster.training.step import TrainingStep
 
 log = logging.getLogger("deepemocluster")
@@ -79,10 +81,13 @@ class Trainer:
         # train.amp (true | false | auto) for this device: bfloat16 only where it is fast
         self.amp, self.amp_reason = resolve_amp(cfg.train.amp, device)
         keep_freed_heap()  # reuse freed memory within a phase; each phase ends with a trim
+        # what the model variant adds: a fit before training, loss terms, evaluation decisions
+        self.extensions = build_extensions(cfg, data)
         torch.manual_seed(cfg.train.seed)
         self.model: DeepEmoCluster = build_model(cfg, data.corpus.packed.frames.shape[1]).to(device)
-        if self.model.readout is not None:
-            self.model.readout.load_ridge(data.statistics_ridge.ridge)
+        for extension in self.extensions:
+            extension.on_model(self.model)
+        self.terms = build_terms(cfg, data, [t for e in self.extensions for t in e.loss_terms()])
         if cfg.train.channels_last:
             self.model = self.model.to(memory_format=torch.channels_last)
         body = [p for n, p in self.model.named_parameters() if not n.startswith("cluster.top.")]
@@ -237,13 +242,14 @@ class Trainer:
             if cluster_labels is not None:
                 optimizers.append(self.top_optimizer)
             step = TrainingStep(
-                self.cfg,
                 self.model,
                 net,
                 self.data,
                 self.device,
                 np.random.default_rng(self._seed("pairs")),
                 self.world.enabled,
+                self.terms,
+                self.cfg.train.micro_batch_chunks,
                 self.amp,
             )
             terms: dict[str, list[float]] = {}
@@ -261,39 +267,30 @@ class Trainer:
                     opt.step()
                 self._emit("on_step", i + 1, losses.terms)
             distributed.sync_buffers(self.model, self.world)
-        order = [f"train/loss_{k}" for k in ("ce", "pair", "ccc", "readout", "teacher")]
+        order = [f"train/loss_{t.name}" for t in self.terms]
         return {k: float(np.mean(terms[k])) for k in order if k in terms}
 
     @releases_free_heap
     def evaluate_dev(self) -> dict[str, float]:
         """Development CCC, computed on rank 0 and shared, so every rank takes the same
-        best-epoch and patience decisions (and ridge readout mixes)."""
-        readout, report = self.model.readout, None
+        best-epoch and patience decisions (and those of the extensions)."""
+        report = None
         if self.world.is_main:
             with self._phase("evaluate"):
-                report = self.evaluate(self.data.dev) if readout is None else self._choose_mixes()
+                dev, attributes = self.data.dev, list(self.cfg.model.attributes)
+                outputs = utterance_outputs(self.model, dev, self.eval_chunks, self.device)
+                ratings, restore = self.data.ratings(dev, attributes), self.data.scaler.restore
+                report = ccc_report(ratings, restore(outputs["prediction"]), attributes)
+                for extension in self.extensions:
+                    report |= extension.on_evaluate(outputs, ratings, restore)
         report = distributed.broadcast_object(report, self.world)
-        if readout is not None:
-            mixes = [report[f"readout_mix_{a}"] for a in self.cfg.model.attributes]
-            readout.mix.copy_(torch.tensor(mixes))
+        for extension in self.extensions:
+            extension.on_report(self.model, report)
         return report
 
-    def _choose_mixes(self) -> dict[str, float]:
-        """Development CCC at each attribute's best mix of the plain prediction and the
-        readout's (``readout_mix_<attribute>``; model/readout.py)."""
-        attributes, dev = list(self.cfg.model.attributes), self.data.dev
-        at_mix = []
-        for mix in (0.0, 1.0):
-            self.model.readout.mix.fill_(mix)
-            at_mix.append(predict_utterances(self.model, dev, self.eval_chunks, self.device))
-        mixes, scores = choose_mixes(
-            self.data.ratings(dev, attributes), *map(self.data.scaler.restore, at_mix)
-        )
-        report = {f"ccc_{a}": float(v) for a, v in zip(attributes, scores, strict=True)}
-        report["ccc_mean"] = float(scores.mean())
-        return report | {
-            f"readout_mix_{a}": float(m) for a, m in zip(attributes, mixes, strict=True)
-        }
+    def start_metrics(self) -> dict[str, float]:
+        """What the extensions report before the first epoch (logged once by the run)."""
+        return {k: v for e in self.extensions for k, v in e.start_metrics().items()}
 
     def evaluate(self, ds: ChunkDataset) -> dict[str, float]:
         """CCC per attribute (and their mean) of the current model on ``ds``, on the 1–7 scale."""
@@ -315,11 +312,11 @@ class Trainer:
 
     # --- state -------------------------------------------------------------------------------
     def start_from(self, model_state: dict) -> None:
-        """Start from another run's weights (transfer). The ridge readout keeps this run's own
-        ridge, fit on this run's labelled utterances, whose ratings the step trains against."""
+        """Start from another run's weights (transfer); the extensions then put back what is
+        this run's own (the statistics ridge is fit on this run's labelled utterances)."""
         self.model.load_state_dict(model_state)
-        if self.model.readout is not None:
-            self.model.readout.load_ridge(self.data.statistics_ridge.ridge)
+        for extension in self.extensions:
+            extension.on_model(self.model)
 
     def checkpoint(self, run_id: str = "") -> Checkpoint:
         """The model as it is now, with what it needs to be used or trained on."""

@@ -10,7 +10,8 @@ import torch
 
 from deepemocluster.config import load_config
 from deepemocluster.errors import ConfigError
-from deepemocluster.model import DeepEmoCluster, build_model
+from deepemocluster.model import DeepEmoCluster
+from deepemocluster.model.build import build_model
 from deepemocluster.model.pooling import AttentionPooling, chunk_mask, mean_over_chunks, pad
 from tests.support.tiny_config import TINY_MODEL
 

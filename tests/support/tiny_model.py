@@ -5,7 +5,8 @@ from __future__ import annotations
 import torch
 
 from deepemocluster.config import load_config
-from deepemocluster.model import DeepEmoCluster, build_model
+from deepemocluster.model import DeepEmoCluster
+from deepemocluster.model.build import build_model
 from tests.support.tiny_config import TINY_MODEL
 
 N_MELS, FRAMES = 32, 62  # TINY_MODEL's mels, the schema's frames per chunk

@@ -15,7 +15,7 @@ import torch.nn.functional as F
 from deepemocluster.config import load_config
 from deepemocluster.errors import ConfigError
 from deepemocluster.losses import ccc_loss
-from deepemocluster.model import build_model
+from deepemocluster.model.build import build_model
 from deepemocluster.runtime import distributed
 from deepemocluster.training.microbatch import SplitStep
 from tests.support.loopback import free_port

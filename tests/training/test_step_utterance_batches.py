@@ -16,7 +16,7 @@ import torch.nn.functional as F
 from deepemocluster.config import load_config
 from deepemocluster.data.samplers import UtteranceBatch, UtteranceBatches
 from deepemocluster.losses import ccc_loss
-from deepemocluster.model import build_model
+from deepemocluster.model.build import build_model
 from deepemocluster.runtime import distributed
 from deepemocluster.training.microbatch import SplitStep, utterance_bounds
 from tests.support.loopback import free_port

@@ -9,7 +9,7 @@ import torch
 
 from deepemocluster.config import load_config
 from deepemocluster.errors import ConfigError
-from deepemocluster.model import build_model
+from deepemocluster.model.build import build_model
 from deepemocluster.transfer.finetune import frozen_block_count, main, run_transfer, source_config
 
 REPO = Path(__file__).resolve().parents[2]

@@ -1,15 +1,19 @@
-"""VGG-style CNN over (frames × n_mels) chunks, as in the reference: 3×3 convolutions with
-BatchNorm + ReLU, downsampling by stride (no pooling), then one shared dense layer with dropout."""
+"""The mel CNN front-end (``model.frontend=mel_cnn``), as in the reference: a VGG-style CNN over
+(frames × n_mels) chunks, 3×3 convolutions with BatchNorm + ReLU, downsampling by stride (no
+pooling), then one shared dense layer with dropout."""
 
 from __future__ import annotations
 
 from collections.abc import Sequence
 
 import torch
+from omegaconf import DictConfig
 from torch import nn
 
+from deepemocluster.model.frontend import FrontEnd
 
-class ChunkEncoder(nn.Module):
+
+class MelCNN(FrontEnd):
     def __init__(
         self,
         frames: int,
@@ -36,6 +40,12 @@ class ChunkEncoder(nn.Module):
         self.dense = nn.Sequential(
             nn.Linear(flat, embed_dim), nn.ReLU(inplace=True), nn.Dropout(dropout)
         )
+        self.embed_dim = embed_dim
+
+    @classmethod
+    def from_config(cls, cfg: DictConfig, n_mels: int) -> MelCNN:
+        m = cfg.model
+        return cls(cfg.chunking.frames, n_mels, m.channels, m.strides, m.embed_dim, m.dropout)
 
     def _conv(self, x: torch.Tensor) -> torch.Tensor:
         for block in self.blocks:
