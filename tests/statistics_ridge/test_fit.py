@@ -1,6 +1,7 @@
 """The ridge on the chunk statistics and its two uses: the readout (``model.ridge_readout``) a run
 starts from and keeps, and the teacher (``train.teacher_weight``), whose term makes a real run's
-model agree with it on the unlabelled utterances. The readout module itself: tests/model."""
+model agree with it on the unlabelled utterances (``StatisticsRidgeExtension``). The readout
+module itself: test_readout.py."""
 
 from __future__ import annotations
 
@@ -16,6 +17,7 @@ from deepemocluster.losses import ccc_loss
 from deepemocluster.metrics import ccc
 from deepemocluster.serving.inference import predict_utterances
 from deepemocluster.statistics_ridge import fit
+from deepemocluster.statistics_ridge.extension import StatisticsRidgeExtension
 from deepemocluster.statistics_ridge.fit import FOLDS, utterance_statistics
 from deepemocluster.statistics_ridge.readout import choose_mixes
 from deepemocluster.statistics_ridge.ridge import fit_ridge
@@ -31,6 +33,16 @@ HALF_LABELLED = "data.label_fraction=0.5"
 TEACHER = (HALF_LABELLED, "train.teacher_weight=1")
 READOUT = (HALF_LABELLED, "model.statistics=true", "model.ridge_readout=true")
 CPU = torch.device("cpu")
+
+
+def _extension(cfg, data) -> StatisticsRidgeExtension | None:
+    return StatisticsRidgeExtension.for_run(cfg, data)
+
+
+def _ratings(extension: StatisticsRidgeExtension | None, term: str):
+    """The ratings the extension's ``term`` ("teacher" or "readout") trains against, or None."""
+    terms = [t for t in extension.loss_terms() if t.name == term] if extension else []
+    return terms[0].ratings if terms else None
 
 
 def _silence(model) -> None:
@@ -67,7 +79,8 @@ def test_the_teacher_is_the_dev_chosen_ridge_of_the_labelled_utterances(demo, tm
     cfg = demo.config(tmp_path, "x", *TEACHER)
     corpus = load_corpus(cfg)
     data = build_data(corpus, cfg)
-    ratings = data.teacher_ratings
+    extension = _extension(cfg, data)
+    ratings = _ratings(extension, "teacher")
     assert ratings.shape == (len(data.train), len(cfg.model.attributes))
     x = utterance_statistics(data.train, np.arange(len(data.train)))
     dev_y = data.scaler.normalise(corpus.ratings(data.dev.rows, list(cfg.model.attributes)))
@@ -78,18 +91,19 @@ def test_the_teacher_is_the_dev_chosen_ridge_of_the_labelled_utterances(demo, tm
         dev_y,
     )
     assert np.allclose(ratings.numpy(), ridge.predict(x), atol=1e-5)
-    assert np.array_equal(data.statistics_ridge.ridge.dev_ccc, ridge.dev_ccc)
+    assert np.array_equal(extension.fitted.ridge.dev_ccc, ridge.dev_ccc)
     # arousal shows in the spectrum: even 24 labelled demo utterances teach a linear model it
     assert ridge.dev_ccc[0] > 0.3
     # a resumed run rebuilds the same teacher
-    assert torch.equal(build_data(corpus, cfg).teacher_ratings, ratings)
-    # the readout alone fits the same ridge, and rates nothing
-    readout = build_data(corpus, demo.config(tmp_path, "x", *READOUT))
-    assert readout.teacher_ratings is None
-    assert np.array_equal(readout.statistics_ridge.ridge.weights, ridge.weights)
+    assert torch.equal(_ratings(_extension(cfg, build_data(corpus, cfg)), "teacher"), ratings)
+    # the readout alone fits the same ridge, and gives no teacher ratings
+    readout_cfg = demo.config(tmp_path, "x", *READOUT)
+    readout = _extension(readout_cfg, build_data(corpus, readout_cfg))
+    assert _ratings(readout, "teacher") is None
+    assert np.array_equal(readout.fitted.ridge.weights, ridge.weights)
     # with neither there is no ridge, and nothing is computed for it
-    plain = build_data(corpus, demo.config(tmp_path, "x"))
-    assert plain.statistics_ridge is None and plain.teacher_ratings is None
+    plain_cfg = demo.config(tmp_path, "x")
+    assert _extension(plain_cfg, build_data(corpus, plain_cfg)) is None
 
 
 @pytest.mark.parametrize(
@@ -101,8 +115,9 @@ def test_the_teacher_is_the_dev_chosen_ridge_of_the_labelled_utterances(demo, tm
 )
 def test_teacher_settings_that_cannot_work_are_refused(demo, tmp_path, extra, message):
     cfg = demo.config(tmp_path, "x", *extra)
+    data = build_data(load_corpus(cfg), cfg)
     with pytest.raises(ConfigError, match=message):
-        build_data(load_corpus(cfg), cfg)
+        Trainer(cfg, data, CPU)
 
 
 def test_the_teacher_term_makes_the_model_agree_with_the_teacher(demo, tmp_path):
@@ -122,12 +137,14 @@ def test_the_teacher_term_makes_the_model_agree_with_the_teacher(demo, tmp_path)
         run(cfg)
         folder = tmp_path / "runs" / f"w{weight}"
         _, model = Checkpoint.load(folder / "checkpoint_best.pt").restore_model()
-        data = build_data(load_corpus(cfg), demo.config(tmp_path, "x", *TEACHER))
+        teacher_cfg = demo.config(tmp_path, "x", *TEACHER)
+        data = build_data(load_corpus(cfg), teacher_cfg)
+        teacher = _ratings(_extension(teacher_cfg, data), "teacher")
         predicted = predict_utterances(model, data.train, 128, torch.device("cpu"))
         unlabelled = slice(data.n_labelled, None)
         agreement[weight] = np.mean(
             [
-                ccc(data.teacher_ratings[unlabelled, j].numpy(), predicted[unlabelled, j])
+                ccc(teacher[unlabelled, j].numpy(), predicted[unlabelled, j])
                 for j in range(predicted.shape[1])
             ]
         )
@@ -151,10 +168,11 @@ def test_in_training_the_readout_rates_a_labelled_utterance_out_of_fold(demo, tm
     dev_y = data.scaler.normalise(corpus.ratings(data.dev.rows, list(cfg.model.attributes)))
     held = np.arange(n) % FOLDS == 2
     fold_ridge = fit_ridge(x[:n][~held], y[~held], dev_x, dev_y)
-    ratings = data.readout_ratings.numpy()
+    extension = _extension(cfg, data)
+    ratings = _ratings(extension, "readout").numpy()
     assert ratings.shape == (len(data.train), len(cfg.model.attributes))
     assert np.allclose(ratings[:n][held], fold_ridge.predict(x[:n][held]), atol=1e-5)
-    full = data.statistics_ridge.ridge.predict(x)
+    full = extension.fitted.ridge.predict(x)
     assert np.allclose(ratings[n:], full[n:], atol=1e-5)
     # the point of the folds: the full ridge rates its own training utterances differently
     assert np.abs(ratings[:n] - full[:n]).max() > 0.05
@@ -164,7 +182,7 @@ def test_a_training_step_adds_the_readouts_utterance_ratings_to_the_residual_out
     demo, tmp_path
 ):
     """With both regressors' outputs zeroed, the readout's CCC loss is that of the readout's
-    training ratings: the step adds them, and the network in training mode does not."""
+    out-of-fold training ratings: its term adds them, not the network's in-model ridge."""
     cfg = demo.config(tmp_path, "x", *READOUT)
     data = build_data(load_corpus(cfg), cfg)
     trainer = Trainer(cfg, data, torch.device("cpu"))
@@ -174,13 +192,12 @@ def test_a_training_step_adds_the_readouts_utterance_ratings_to_the_residual_out
     ids = np.array([0, 1, 2 * C, 5 * C + 1, 9 * C, (data.n_labelled + 3) * C])
     batch = UtteranceBatch.of(ids, C, 0)
     cpu = torch.device("cpu")
-    step = TrainingStep(cfg, trainer.model, trainer.model, data, cpu, None, False)
+    step = TrainingStep(trainer.model, trainer.model, data, cpu, None, False, trainer.terms)
     losses = step(data.train.chunk_batch(batch.ids)[0], batch, None)
     utterances = ids // C
     rated = utterances < data.n_labelled
-    expected = ccc_loss(
-        data.readout_ratings[utterances[rated]], data.train.targets[utterances[rated]]
-    )
+    readout = _ratings(_extension(cfg, data), "readout")
+    expected = ccc_loss(readout[utterances[rated]], data.train.targets[utterances[rated]])
     assert losses.terms["train/loss_readout"] == pytest.approx(expected.item(), abs=1e-6)
     assert losses.terms["train/loss_ccc"] == pytest.approx(1.0, abs=1e-6)  # constant: CCC 0
 
@@ -234,7 +251,8 @@ def test_a_run_starts_from_the_ridge_and_keeps_it(demo, tmp_path):
     _silence(model)
     predicted = predict_utterances(model, data.test, 128, torch.device("cpu"))
     stats = utterance_statistics(data.test, np.arange(len(data.test)))
-    assert np.allclose(predicted, data.statistics_ridge.ridge.predict(stats), atol=1e-4)
+    ridge = _extension(cfg, data).fitted.ridge
+    assert np.allclose(predicted, ridge.predict(stats), atol=1e-4)
     run(cfg)
     folder = tmp_path / "runs" / "readout"
     _, trained = Checkpoint.load(folder / "checkpoint_best.pt").restore_model()

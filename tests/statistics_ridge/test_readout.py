@@ -1,10 +1,9 @@
-"""model.ridge_readout: in eval mode each attribute's prediction mixes the regressor's plain output
-with the residual regressor's output plus the ridge's rating of the utterance, on every path a
-prediction takes, the ridge in float32 under bfloat16 autocast; in training mode both outputs
-come out and the readout adds nothing (the step adds it per utterance); only the plain outputs
-train the encoder; the ridge never learns; Development picks each mix. How it is fit and mixed
-in a run is tested in tests/training/test_statistics_ridge.py; its ONNX export in
-tests/test_export.py."""
+"""model.ridge_readout: each attribute's prediction mixes the regressor's plain output with the
+residual regressor's output plus the ridge's rating of the utterance, on every path a prediction
+takes, the ridge in float32 under bfloat16 autocast; training and eval mode give the same named
+outputs (the step reads ``plain`` and ``residual``); only the plain outputs train the encoder;
+the ridge never learns; Development picks each mix. How it is fit and mixed in a run is tested
+in tests/statistics_ridge/test_fit.py; its ONNX export in tests/serving/test_export.py."""
 
 from __future__ import annotations
 
@@ -61,8 +60,8 @@ def _paths(model: DeepEmoCluster, x: torch.Tensor) -> list[torch.Tensor]:
     padded[mask] = x
     with torch.no_grad():
         return [
-            model.forward_utterances(x, torch.tensor(COUNTS)).utterances,
-            model(x)[1],
+            model.forward_utterances(x, torch.tensor(COUNTS)).prediction,
+            model(x)[1]["prediction"],
             model.equal_utterances(x, 2)[1],
             model.predict_utterances(padded, mask),
         ]
@@ -91,31 +90,33 @@ def test_every_prediction_path_adds_the_ridges_rating_of_the_utterance_at_its_mi
 
 
 @pytest.mark.parametrize("pooling", ["mean", "attention"])
-def test_in_training_mode_both_outputs_come_out_and_the_readout_is_left_to_the_step(pooling):
-    model = _model(True, pooling)
-    model.readout.load_ridge(_ridge())
+@pytest.mark.parametrize("training", [True, False])
+def test_both_modes_give_the_same_named_outputs(pooling, training):
+    ridge, model = _ridge(), _model(True, pooling)
+    model.readout.load_ridge(ridge)
     _twin_outputs(model)
-    model.train()
+    model.readout.mix.copy_(torch.tensor([0.0, 1.0, 0.5]))
+    model.train(training)
     x = random_chunks(sum(COUNTS))
-    for out in (model.forward_utterances(x, torch.tensor(COUNTS)).utterances, model(x)[1]):
-        assert out.shape[1] == 2 * N_ATTRIBUTES
-        # twins, and no ridge rating added to the residual outputs
-        torch.testing.assert_close(out[:, N_ATTRIBUTES:], out[:, :N_ATTRIBUTES], rtol=0, atol=0)
-    # and back in eval mode the ridge is there again
-    model.eval()
-    read_out = model(x)[1]
-    model.readout.mix.fill_(0.0)
-    assert not torch.allclose(read_out, model(x)[1])
+    out = model.forward_utterances(x, torch.tensor(COUNTS)).utterances
+    assert set(out) == {"plain", "residual", "ridge", "read_out", "prediction"}
+    # twins: the residual regressor reads the same input as the plain one, dropout included
+    torch.testing.assert_close(out["residual"], out["plain"])
+    torch.testing.assert_close(out["ridge"], _utterance_ratings(ridge, x, COUNTS))
+    torch.testing.assert_close(
+        out["read_out"], out["residual"] + out["ridge"]
+    )  # per chunk, then averaged
+    mix = model.readout.mix
+    torch.testing.assert_close(out["prediction"], (1 - mix) * out["plain"] + mix * out["read_out"])
 
 
 @pytest.mark.parametrize("pooling", ["mean", "attention"])
 def test_only_the_plain_outputs_train_the_encoder(pooling):
     model = _model(True, pooling).train()
     x, counts = random_chunks(sum(COUNTS)), torch.tensor(COUNTS)
-    plain, residual = slice(None, N_ATTRIBUTES), slice(N_ATTRIBUTES, None)
-    for outputs, learns in ((plain, "regressor."), (residual, "readout.residual.")):
+    for outputs, learns in (("plain", "regressor."), ("residual", "readout.residual.")):
         model.zero_grad(set_to_none=True)
-        model.forward_utterances(x, counts).utterances[:, outputs].sum().backward()
+        model.forward_utterances(x, counts).utterances[outputs].sum().backward()
         reached = {n for n, p in model.named_parameters() if p.grad is not None and p.grad.any()}
         assert any(n.startswith(learns) for n in reached)
         assert any(n.startswith("encoder.") for n in reached) == (learns == "regressor.")
@@ -129,7 +130,7 @@ def test_the_ridge_is_fixed_and_travels_in_the_state_dict():
     assert learned == {"residual"}
     assert {"readout.weight", "readout.bias", "readout.mix"} <= set(model.state_dict())
     opt = torch.optim.Adam(model.parameters(), lr=0.1)
-    model.forward_utterances(random_chunks(6), torch.tensor(COUNTS)).utterances.sum().backward()
+    model.forward_utterances(random_chunks(6), torch.tensor(COUNTS)).prediction.sum().backward()
     opt.step()
     assert torch.equal(model.readout.weight, weight)
     model.readout.mix.copy_(torch.tensor([1.0, 0.0, 0.5]))
