@@ -11,13 +11,15 @@ Layout written under ``root``::
     Unlabelled/episodes/<name>.wav   long unlabelled episodes (data.demo.n_episodes)
     Labels/labels_consensus.csv      FileName,EmoClass,EmoAct,EmoVal,EmoDom,SpkrID,Gender,Split_Set
     Labels/episode_turns.csv         where the speech in each episode is (with episodes only)
-    demo.json                        stamp: the DemoConfig + format version, written last
+    demo.json                        stamp: the DemoConfig, format version and every file written
+                                     with its size; written last
 """
 
 from __future__ import annotations
 
 import argparse
 import csv
+import io
 import json
 import logging
 import multiprocessing
@@ -28,7 +30,7 @@ import uuid
 from collections.abc import Mapping
 from concurrent.futures import ProcessPoolExecutor
 from dataclasses import asdict, fields
-from pathlib import Path
+from pathlib import Path, PurePosixPath
 
 import soundfile as sf
 
@@ -45,6 +47,7 @@ from deepemocluster.data.demo_episodes import (
 from deepemocluster.data.demo_plan import PlannedUtterance, plan_corpus, speakers_per_part
 from deepemocluster.data.demo_voice import SAMPLE_RATE, render_utterance
 from deepemocluster.errors import ConfigError
+from deepemocluster.runtime.files import write_atomic
 
 __all__ = ["generate_demo_corpus", "main", "plan_corpus", "read_stamp", "speakers_per_part"]
 
@@ -54,7 +57,10 @@ log = logging.getLogger(__name__)
 FORMAT_VERSION = 2
 STAMP_NAME = "demo.json"
 CSV_HEADER = ("FileName", "EmoClass", "EmoAct", "EmoVal", "EmoDom", "SpkrID", "Gender", "Split_Set")
-_OWN_ENTRIES = {"Audios", "Labels", "Unlabelled", STAMP_NAME}
+_FOLDERS = ("Audios", "Labels", "Unlabelled")
+_LABELS = "Labels/labels_consensus.csv"
+_TURNS = f"Labels/{TURNS_NAME}"
+_WAV_HEADER = 44  # bytes libsndfile writes before the samples of a 16-bit mono PCM WAV
 # below this much audio (200 utterances of 3 s), starting worker processes costs more than it saves
 _MIN_PARALLEL_SECONDS = 600.0
 
@@ -67,14 +73,15 @@ def generate_demo_corpus(root: Path, cfg: DemoConfig, workers: int | None = None
     """Make the demo corpus at ``root`` unless a complete one for ``cfg`` is already there.
 
     ``cfg`` may be a DemoConfig or any mapping with its fields (e.g. the ``data.demo`` node).
-    A corpus is complete only when its stamp (written last) matches; anything else at ``root`` that
-    looks like a demo corpus is replaced atomically. A folder with other content is never deleted.
-    ``workers`` processes render the audio (default: up to 2); the files do not depend on it.
+    A corpus is complete only when its stamp (written last) matches; a stale one is replaced
+    atomically, but only when every file under ``root`` is one the generator wrote: a folder with
+    anything else is never deleted. ``workers`` processes render the audio (default: up to 2); the
+    files do not depend on it.
     """
     root = Path(root)
     cfg = _as_demo_config(cfg)
     stamp = _stamp(cfg)
-    if read_stamp(root) == stamp:
+    if _is_current(root, stamp):
         return root
     _check_replaceable(root)
     root.parent.mkdir(parents=True, exist_ok=True)
@@ -82,10 +89,12 @@ def generate_demo_corpus(root: Path, cfg: DemoConfig, workers: int | None = None
     try:
         began = time.perf_counter()
         count = _write_corpus(tmp, cfg, workers or min(2, os.cpu_count() or 1))
-        (tmp / STAMP_NAME).write_text(json.dumps(stamp, indent=2, sort_keys=True) + "\n")
-        if read_stamp(root) == stamp:  # another process finished the same corpus meanwhile
+        record = {**stamp, "files": _written_files(tmp)}
+        write_atomic(tmp / STAMP_NAME, json.dumps(record, indent=2, sort_keys=True) + "\n")
+        if _is_current(root, stamp):  # another process finished the same corpus meanwhile
             shutil.rmtree(tmp)
             return root
+        _check_replaceable(root)  # again: files may have been added while this one was rendered
         _swap_into_place(tmp, root)
     except BaseException:
         shutil.rmtree(tmp, ignore_errors=True)
@@ -103,7 +112,14 @@ def read_stamp(root: Path) -> dict | None:
 
 
 def _stamp(cfg: DemoConfig) -> dict:
+    """What names a corpus; the stamp on disk adds ``files``, the record of what was written."""
     return {"format_version": FORMAT_VERSION, "config": asdict(cfg)}
+
+
+def _is_current(root: Path, stamp: dict) -> bool:
+    """Whether ``root`` holds a complete corpus for ``stamp`` (its file list aside)."""
+    found = read_stamp(root)
+    return isinstance(found, dict) and all(found.get(k) == v for k, v in stamp.items())
 
 
 def _as_demo_config(cfg: DemoConfig | Mapping) -> DemoConfig:
@@ -125,18 +141,102 @@ def _as_demo_config(cfg: DemoConfig | Mapping) -> DemoConfig:
     )
 
 
+# --------------------------------------------------------------------------------------------
+# Replacing a stale corpus: only what the generator provably wrote may be deleted.
+
+
 def _check_replaceable(root: Path) -> None:
-    """Refuse to replace a folder that holds anything but a (possibly stale) demo corpus."""
+    """Refuse to replace ``root`` unless every entry in its whole tree is a folder of the layout
+    or a file the generator wrote (by its record: same path, regular file, same size)."""
     if not root.exists():
         return
     if not root.is_dir():
         raise ConfigError(f"data.root {root} exists and is not a folder")
-    foreign = sorted(p.name for p in root.iterdir() if p.name not in _OWN_ENTRIES)
+    record, source = _record(read_stamp(root))
+    foreign, changed = _unproven_entries(root, record)
     if foreign:
-        raise ConfigError(
-            f"data.root {root} holds files that are not part of a demo corpus ({', '.join(foreign[:3])}); "
-            "refusing to overwrite it: choose an empty or new folder"
+        _refuse(root, foreign, f"is not one of the files the demo generator wrote ({source})")
+    if changed:
+        _refuse(
+            root,
+            changed,
+            f"is not the file the demo generator wrote there (other type or size, {source})",
         )
+
+
+def _record(stamp: object) -> tuple[dict[str, int | None], str]:
+    """The files the generator wrote (the stamp included), as {relative path: size, None = size
+    unknown}, and where that knowledge comes from, for the error message.
+
+    A stamp before the file list is rebuilt from its settings' plan, without rendering: a wav's
+    size follows from its length; the turns CSV's would need the episodes rendered, so it is known
+    by name only. A plan that does not match what is on disk only makes the check refuse.
+    """
+    if not isinstance(stamp, dict) or "format_version" not in stamp:
+        return {}, f"there is no readable {STAMP_NAME}"
+    if isinstance(stamp.get("files"), dict):
+        return {**stamp["files"], STAMP_NAME: None}, f"by the file list in {STAMP_NAME}"
+    try:
+        files = _planned_files(_as_demo_config(DemoConfig(**stamp["config"])))
+        source = f"by the settings in {STAMP_NAME}, which has no file list"
+    except (KeyError, TypeError, ValueError, ConfigError):
+        files, source = {}, f"{STAMP_NAME} has neither a file list nor settings this version reads"
+    return {**files, STAMP_NAME: None}, source
+
+
+def _planned_files(cfg: DemoConfig) -> dict[str, int | None]:
+    plan = plan_corpus(cfg)
+    episodes = plan_episodes(cfg, plan)
+    files: dict[str, int | None] = {_utterance_path(u): _wav_size(u.seconds) for u in plan}
+    files |= {_episode_path(e): _wav_size(e.seconds) for e in episodes}
+    files[_LABELS] = len(_labels_csv([u for u in plan if u.split]))
+    if episodes:
+        files[_TURNS] = None
+    return files
+
+
+def _wav_size(seconds: float) -> int:
+    return _WAV_HEADER + 2 * round(seconds * SAMPLE_RATE)
+
+
+def _unproven_entries(root: Path, record: Mapping[str, int | None]) -> tuple[list[str], list[str]]:
+    """(foreign, changed) relative paths under ``root``: entries the record does not list (a
+    foreign folder counts once, with a trailing /, and is not entered), and recorded paths that
+    are no longer a regular file of the recorded size. Links are entries, never followed."""
+    folders = {*_FOLDERS, *(str(a) for p in record for a in PurePosixPath(p).parents)} - {"."}
+    foreign: list[str] = []
+    changed: list[str] = []
+    pending = [""]
+    while pending:
+        folder = pending.pop()
+        with os.scandir(root / folder) as entries:
+            for entry in entries:
+                path = f"{folder}/{entry.name}" if folder else entry.name
+                is_dir = entry.is_dir(follow_symlinks=False)
+                if is_dir and path in folders:
+                    pending.append(path)
+                elif is_dir:
+                    foreign.append(f"{path}/")
+                elif path not in record:
+                    foreign.append(path)
+                elif not _is_recorded_file(entry, record[path]):
+                    changed.append(path)
+    return sorted(foreign), sorted(changed)
+
+
+def _is_recorded_file(entry: os.DirEntry, size: int | None) -> bool:
+    if not entry.is_file(follow_symlinks=False):
+        return False
+    return size is None or entry.stat(follow_symlinks=False).st_size == size
+
+
+def _refuse(root: Path, paths: list[str], why: str) -> None:
+    more, it = (f"; {len(paths)} such entries in all", "them") if len(paths) > 1 else ("", "it")
+    raise ConfigError(
+        f"data.root {root}: {paths[0]} {why}{more}; refusing to replace the stale demo corpus "
+        f"there, which would delete {it}: move {it} out of data.root, or point data.root at "
+        "another folder"
+    )
 
 
 def _sibling_dir(root: Path, kind: str) -> Path:
@@ -158,16 +258,20 @@ def _swap_into_place(tmp: Path, root: Path) -> None:
         tmp.rename(root)
 
 
+# --------------------------------------------------------------------------------------------
+# The corpus files.
+
+
 def _write_corpus(out: Path, cfg: DemoConfig, workers: int) -> int:
     """All wavs and the label CSVs under ``out``; returns the number of audio files."""
-    for sub in ("Audios", "Unlabelled", "Labels"):
+    for sub in _FOLDERS:
         (out / sub).mkdir()
     plan = plan_corpus(cfg)
     episodes = plan_episodes(cfg, plan)
     if episodes:
         (out / "Unlabelled" / EPISODE_DIR).mkdir()
-    episode_jobs = [(out / "Unlabelled" / EPISODE_DIR / e.name, e, cfg.seed) for e in episodes]
-    jobs = [(out / ("Audios" if u.split else "Unlabelled") / u.name, u, cfg.seed) for u in plan]
+    episode_jobs = [(out / _episode_path(e), e, cfg.seed) for e in episodes]
+    jobs = [(out / _utterance_path(u), u, cfg.seed) for u in plan]
     seconds = sum(u.seconds for u in plan) + sum(e.seconds for e in episodes)
     if workers > 1 and seconds >= _MIN_PARALLEL_SECONDS:
         # spawn, not fork: the caller may already run torch/faiss thread pools (docs/original_work.md).
@@ -180,10 +284,23 @@ def _write_corpus(out: Path, cfg: DemoConfig, workers: int) -> int:
         turns = [_render_episode_to_file(job) for job in episode_jobs]
         for job in jobs:
             _render_to_file(job)
-    _write_labels(out / "Labels" / "labels_consensus.csv", [u for u in plan if u.split])
+    _write_labels(out / _LABELS, [u for u in plan if u.split])
     if episodes:
-        _write_csv(out / "Labels" / TURNS_NAME, TURNS_HEADER, [r for rows in turns for r in rows])
+        (out / _TURNS).write_bytes(_csv(TURNS_HEADER, [r for rows in turns for r in rows]))
     return len(plan) + len(episodes)
+
+
+def _written_files(out: Path) -> dict[str, int]:
+    """The record the stamp keeps: every file under ``out`` with its size."""
+    return {p.relative_to(out).as_posix(): p.stat().st_size for p in out.rglob("*") if p.is_file()}
+
+
+def _utterance_path(utt: PlannedUtterance) -> str:
+    return f"{'Audios' if utt.split else 'Unlabelled'}/{utt.name}"
+
+
+def _episode_path(spec: EpisodeSpec) -> str:
+    return f"Unlabelled/{EPISODE_DIR}/{spec.name}"
 
 
 def _render_to_file(job: tuple[Path, PlannedUtterance, int]) -> None:
@@ -199,19 +316,24 @@ def _render_episode_to_file(job: tuple[Path, EpisodeSpec, int]) -> list[list[obj
 
 
 def _write_labels(path: Path, labelled: list[PlannedUtterance]) -> None:
+    path.write_bytes(_labels_csv(labelled))
+
+
+def _labels_csv(labelled: list[PlannedUtterance]) -> bytes:
     rows = [
         [u.name, u.emo_class, *(f"{x:.4f}" for x in u.avd), u.speaker.spk_id, u.speaker.gender,
          u.split]
         for u in labelled
     ]  # fmt: skip
-    _write_csv(path, CSV_HEADER, rows)
+    return _csv(CSV_HEADER, rows)
 
 
-def _write_csv(path: Path, header: tuple[str, ...], rows: list[list[object]]) -> None:
-    with path.open("w", newline="", encoding="utf-8") as f:
-        writer = csv.writer(f, lineterminator="\n")
-        writer.writerow(header)
-        writer.writerows(rows)
+def _csv(header: tuple[str, ...], rows: list[list[object]]) -> bytes:
+    text = io.StringIO()
+    writer = csv.writer(text, lineterminator="\n")
+    writer.writerow(header)
+    writer.writerows(rows)
+    return text.getvalue().encode("utf-8")
 
 
 # --------------------------------------------------------------------------------------------

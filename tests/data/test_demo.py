@@ -3,7 +3,10 @@
 from __future__ import annotations
 
 import csv
+import json
 import os
+import re
+import shutil
 from collections import Counter
 from dataclasses import asdict, replace
 from pathlib import Path
@@ -243,13 +246,19 @@ def test_changed_config_regenerates_cleanly(tmp_path: Path) -> None:
     assert [p.name for p in tmp_path.iterdir()] == ["corpus"]  # no temp folders left behind
 
 
-def test_unstamped_partial_corpus_is_replaced(tmp_path: Path) -> None:
+def test_unstamped_folder_is_replaced_only_while_it_holds_no_file(tmp_path: Path) -> None:
+    # without a stamp nothing proves a file the generator's: empty layout folders go, a file stays
     root = tmp_path / "corpus"
     (root / "Audios").mkdir(parents=True)
-    (root / "Audios" / "half_written.wav").write_bytes(b"RIFF")
+    (root / "Unlabelled").mkdir()
     generate_demo_corpus(root, TINY)
-    assert not (root / "Audios" / "half_written.wav").exists()
     assert demo.read_stamp(root)["config"] == asdict(TINY)
+    other = tmp_path / "other"
+    (other / "Audios").mkdir(parents=True)
+    (other / "Audios" / "half_written.wav").write_bytes(b"RIFF")
+    with pytest.raises(ConfigError, match=r"Audios/half_written\.wav .*no readable demo\.json"):
+        generate_demo_corpus(other, TINY)
+    assert (other / "Audios" / "half_written.wav").read_bytes() == b"RIFF"
 
 
 def test_folder_with_foreign_files_is_never_overwritten(tmp_path: Path) -> None:
@@ -257,6 +266,113 @@ def test_folder_with_foreign_files_is_never_overwritten(tmp_path: Path) -> None:
     with pytest.raises(ConfigError, match="notes.txt"):
         generate_demo_corpus(tmp_path, TINY)
     assert (tmp_path / "notes.txt").read_text() == "mine"
+
+
+def test_stamp_lists_every_file_written_with_its_size(episodes: Path) -> None:
+    files = {p.relative_to(episodes).as_posix(): p.stat().st_size for p in episodes.rglob("*")}
+    files = {k: v for k, v in files.items() if (episodes / k).is_file() and k != "demo.json"}
+    assert demo.read_stamp(episodes)["files"] == files
+    assert len(files) == 8 + 4 + 2 + 2  # utterances, episodes, both label CSVs
+
+
+NEXT = replace(EPISODES, seed=5, n_episodes=0)  # any other config makes the copy below stale
+
+
+def _copy(corpus: Path, to: Path, old_stamp: bool) -> Path:
+    """A copy of ``corpus``, stamped as now or as before the stamp listed its files."""
+    root = Path(shutil.copytree(corpus, to))
+    if old_stamp:
+        stamp = {k: v for k, v in demo.read_stamp(root).items() if k != "files"}
+        (root / "demo.json").write_text(json.dumps(stamp, indent=2, sort_keys=True) + "\n")
+    return root
+
+
+@pytest.fixture(params=["file list", "old stamp"])
+def stale(request, episodes: Path, tmp_path: Path) -> Path:
+    return _copy(episodes, tmp_path / "corpus", old_stamp=request.param == "old stamp")
+
+
+def _assert_refused(root: Path, named: str) -> None:
+    """The stale corpus is left exactly as it was, and no temp folder next to it."""
+    before, stamp = _mtimes(root), (root / "demo.json").read_bytes()
+    with pytest.raises(ConfigError) as refused:
+        generate_demo_corpus(root, NEXT)
+    assert f"data.root {root}: {named} is not" in str(refused.value)
+    assert re.search(
+        r"move (it|them) out of data\.root, or point data\.root at", str(refused.value)
+    )
+    assert _mtimes(root) == before and (root / "demo.json").read_bytes() == stamp
+    assert [p.name for p in root.parent.iterdir()] == [root.name]
+
+
+def test_clean_stale_corpus_is_replaced(stale: Path) -> None:
+    generate_demo_corpus(stale, NEXT)
+    assert demo.read_stamp(stale)["config"] == asdict(NEXT)
+    assert not (stale / "Unlabelled" / "episodes").exists()
+    assert [p.name for p in stale.parent.iterdir()] == [stale.name]
+
+
+def test_fresh_corpus_is_reused_without_a_write(stale: Path) -> None:
+    before = _mtimes(stale)
+    assert generate_demo_corpus(stale, EPISODES) == stale
+    assert _mtimes(stale) == before
+
+
+@pytest.mark.parametrize(
+    ("added", "named"),
+    [
+        ("Unlabelled/my_talk.wav", "Unlabelled/my_talk.wav"),
+        ("Unlabelled/episodes/show.wav", "Unlabelled/episodes/show.wav"),
+        ("Unlabelled/mine/2024/talk.wav", "Unlabelled/mine/"),  # a foreign folder: named once
+        ("Labels/notes.csv", "Labels/notes.csv"),
+        ("Audios/DEMO_0099_00099.wav", "Audios/DEMO_0099_00099.wav"),  # the generator's pattern
+    ],
+)
+def test_foreign_file_anywhere_in_the_tree_stops_the_replacement(
+    stale: Path, added: str, named: str
+) -> None:
+    (stale / added).parent.mkdir(parents=True, exist_ok=True)
+    (stale / added).write_bytes(b"mine")
+    _assert_refused(stale, named)
+    assert (stale / added).read_bytes() == b"mine"
+
+
+def test_refusal_names_the_first_foreign_entry_and_counts_them(stale: Path) -> None:
+    for name in ("Unlabelled/b.wav", "Audios/z.wav", "Unlabelled/a.wav"):
+        (stale / name).write_bytes(b"mine")
+    with pytest.raises(ConfigError, match=r": Audios/z\.wav is not .*; 3 such entries in all;"):
+        generate_demo_corpus(stale, NEXT)
+
+
+def test_recorded_file_replaced_by_another_stops_the_replacement(stale: Path) -> None:
+    (stale / "Unlabelled" / "episodes" / "EPISODE_02.wav").write_bytes(b"my own recording")
+    _assert_refused(stale, "Unlabelled/episodes/EPISODE_02.wav")
+    assert (stale / "Unlabelled/episodes/EPISODE_02.wav").read_bytes() == b"my own recording"
+
+
+def test_old_stamp_whose_settings_do_not_give_its_files_is_not_replaced(episodes, tmp_path) -> None:
+    # the file list rebuilt from another seed names other files: none of those on disk is proven
+    root = _copy(episodes, tmp_path / "corpus", old_stamp=True)
+    stamp = demo.read_stamp(root)
+    stamp["config"]["seed"] = 1
+    (root / "demo.json").write_text(json.dumps(stamp))
+    first = sorted(p.name for p in (root / "Audios").iterdir())[0]
+    _assert_refused(root, f"Audios/{first}")
+
+
+def test_file_added_while_the_new_corpus_renders_stops_the_swap(stale: Path, monkeypatch) -> None:
+    write_labels = demo._write_labels
+
+    def labels_then_a_user_file(path: Path, labelled: list) -> None:
+        write_labels(path, labelled)
+        (stale / "Unlabelled" / "late.wav").write_bytes(b"mine")
+
+    monkeypatch.setattr(demo, "_write_labels", labels_then_a_user_file)
+    with pytest.raises(ConfigError, match=r": Unlabelled/late\.wav is not"):
+        generate_demo_corpus(stale, NEXT)
+    assert (stale / "Unlabelled" / "late.wav").read_bytes() == b"mine"
+    assert demo.read_stamp(stale)["config"]["seed"] == 0
+    assert [p.name for p in stale.parent.iterdir()] == [stale.name]
 
 
 def test_failed_generation_keeps_old_corpus_and_leaves_no_temp(tmp_path, monkeypatch) -> None:
