@@ -37,10 +37,10 @@ def test_shapes_with_unequal_chunk_counts(pooling: str) -> None:
     counts = torch.tensor([3, 1, 2])
     out = model.forward_utterances(_chunks(6), counts)
     assert out.aux.shape == (6, K)  # the cluster head stays per chunk
-    assert out.utterances.shape == (3, 3)
+    assert out.prediction.shape == (3, 3)
     assert (out.chunks is None) == (pooling == "attention")
     if pooling == "mean":
-        assert out.chunks.shape == (6, 3)
+        assert out.chunks["prediction"].shape == (6, 3)
 
 
 def test_attention_ignores_whatever_fills_the_padding() -> None:
@@ -79,14 +79,14 @@ def test_padded_chunks_never_reach_the_network(pooling: str) -> None:
         outputs.append(model.predict_utterances(garbage, mask))
     assert torch.equal(*outputs)
     torch.manual_seed(0)
-    flat = model.forward_utterances(chunks[mask], torch.tensor([4, 2, 3])).utterances
+    flat = model.forward_utterances(chunks[mask], torch.tensor([4, 2, 3])).prediction
     assert torch.equal(outputs[0], flat)
 
 
 def test_gradients_reach_the_encoder_through_attention() -> None:
     model = _model("attention").train()
     out = model.forward_utterances(_chunks(6), torch.tensor([2, 4]))
-    out.utterances.sum().backward()
+    out.prediction.sum().backward()
     for name, p in [*model.encoder.named_parameters(), *model.pooling.named_parameters()]:
         assert p.grad is not None and p.grad.abs().sum() > 0, name
 
@@ -96,14 +96,14 @@ def test_mean_is_the_mean_of_chunk_predictions_to_the_last_bit() -> None:
     model = _model("mean", "chunking.n_chunks=5").eval()
     x = _chunks(8 * 5)
     with torch.no_grad():
-        chunk_pred = model(x)[1].numpy()
+        chunk_pred = model(x)[1]["prediction"].numpy()
         out = model.forward_utterances(x, torch.full((8,), 5))
-    assert torch.equal(out.chunks, torch.from_numpy(chunk_pred))
-    assert np.array_equal(out.utterances.numpy(), chunk_pred.reshape(8, 5, -1).mean(axis=1))
+    assert torch.equal(out.chunks["prediction"], torch.from_numpy(chunk_pred))
+    assert np.array_equal(out.prediction.numpy(), chunk_pred.reshape(8, 5, -1).mean(axis=1))
     counts = [5, 1, 3]
     with torch.no_grad():
         uneven = model.forward_utterances(x[:9], torch.tensor(counts))
-    chunk_pred, utterances = uneven.chunks.numpy(), uneven.utterances.numpy()
+    chunk_pred, utterances = uneven.chunks["prediction"].numpy(), uneven.prediction.numpy()
     ends = np.cumsum(counts)
     for u, (start, end) in enumerate(zip(ends - counts, ends, strict=True)):
         assert np.array_equal(utterances[u], chunk_pred[start:end].mean(axis=0))

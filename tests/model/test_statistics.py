@@ -44,18 +44,18 @@ def test_the_regressor_reads_the_statistics_and_the_cluster_head_does_not(poolin
         plain.regressor.net[0].weight.zero_()
     louder = x + torch.linspace(0, 1, N_MELS)  # another spectral envelope
     assert not torch.allclose(
-        with_stats.forward_utterances(x, counts).utterances,
-        with_stats.forward_utterances(louder, counts).utterances,
+        with_stats.forward_utterances(x, counts).prediction,
+        with_stats.forward_utterances(louder, counts).prediction,
     )
     torch.testing.assert_close(
-        plain.forward_utterances(x, counts).utterances,
-        plain.forward_utterances(louder, counts).utterances,
+        plain.forward_utterances(x, counts).prediction,
+        plain.forward_utterances(louder, counts).prediction,
     )
 
 
 def test_gradients_reach_the_encoder_and_the_statistics_weights():
     model = _model(True).train()
-    _, pred = model(random_chunks(8))
+    pred = model(random_chunks(8))[1]["prediction"]
     pred.square().mean().backward()
     embed_dim = model.encoder.dense[0].out_features
     assert model.encoder.blocks[0][0].weight.grad.abs().sum() > 0

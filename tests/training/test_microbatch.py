@@ -62,7 +62,7 @@ def reference_step(model, x, labels, targets, parts: int, loss_fn=batch_loss):
     """The definition: every micro-batch through the network in one autograd graph."""
     outputs = [model(chunk) for chunk in x.tensor_split(parts)]
     aux = torch.cat([o[0] for o in outputs])
-    pred = torch.cat([o[1] for o in outputs])
+    pred = torch.cat([o[1]["plain"] for o in outputs])
     loss = loss_fn(aux, pred, labels, targets)
     loss.backward()
     return loss.detach(), pred.detach()
@@ -70,7 +70,8 @@ def reference_step(model, x, labels, targets, parts: int, loss_fn=batch_loss):
 
 def split_step(model, x, labels, targets, max_chunks: int):
     step = SplitStep(model, model, max_chunks, CPU, amp=False)
-    aux, pred = step.forward(x)
+    aux, named = step.forward(x)
+    pred = named["plain"]
     loss = batch_loss(aux, pred, labels, targets)
     step.backward(loss)
     return loss.detach(), pred.detach()
@@ -103,7 +104,8 @@ def test_a_batch_within_the_limit_takes_one_ordinary_pass(setup):
     cfg, model = setup
     x, labels, targets = make_batch(6, cfg)
     step = SplitStep(model, model, 6, CPU, amp=False)
-    aux, pred = step.forward(x)
+    aux, named = step.forward(x)
+    pred = named["plain"]
     assert pred.grad_fn is not None  # the network's own graph, no detached leaves
     step.backward(batch_loss(aux, pred, labels, targets))
     assert all(p.grad is not None for p in model.parameters())
@@ -187,7 +189,8 @@ def _ddp_rank(rank: int, port: int, per_chunk: bool, results) -> None:
     if per_chunk:
         step.per_chunk(x, lambda out, rows: F.cross_entropy(out[0], labels[rows]))
     else:
-        aux, pred = step.forward(x)
+        aux, named = step.forward(x)
+        pred = named["plain"]
         step.backward(batch_loss(aux, pred, labels, targets))
     results[rank] = [None if p.grad is None else p.grad.clone() for p in model.parameters()]
     dist.destroy_process_group()

@@ -114,7 +114,8 @@ def reference_step(model, x, batch, labels, targets, max_chunks: int) -> torch.T
         model(x[ends[a] : ends[b]], torch.from_numpy(batch.counts[a:b]))
         for a, b in zip(bounds[:-1], bounds[1:], strict=True)
     ]
-    aux, pred = (torch.cat(o) for o in zip(*outputs, strict=True))
+    aux = torch.cat([o[0] for o in outputs])
+    pred = torch.cat([o[1]["plain"] for o in outputs])
     loss = batch_loss(aux, pred, batch, labels, targets)
     loss.backward()
     return loss.detach()
@@ -122,7 +123,8 @@ def reference_step(model, x, batch, labels, targets, max_chunks: int) -> torch.T
 
 def split_step(model, net, x, batch, labels, targets, max_chunks: int) -> torch.Tensor:
     step = SplitStep(model, net, max_chunks, CPU, amp=False)
-    aux, pred = step.forward(x, batch.counts)
+    aux, named = step.forward(x, batch.counts)
+    pred = named["plain"]
     assert aux.shape[0] == len(batch.ids) and pred.shape[0] == len(batch.counts)
     loss = batch_loss(aux, pred, batch, labels, targets)
     step.backward(loss)

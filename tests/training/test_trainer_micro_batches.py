@@ -49,11 +49,13 @@ def test_a_batch_with_the_cluster_loss_alone_runs_each_micro_batch_once(tiny_cfg
     cfg = tiny_cfg("train.micro_batch_chunks=5")
     data = build_data(load_corpus(cfg), cfg)
     cpu = torch.device("cpu")
-    model = Trainer(cfg, data, cpu).model
+    trainer = Trainer(cfg, data, cpu)
+    model = trainer.model
     labels = np.arange(data.train.n_total_chunks) % cfg.cluster.k
     calls = []
     model.register_forward_hook(lambda *_: calls.append(1))
-    step = TrainingStep(cfg, model, model, data, cpu, np.random.default_rng(0), distributed=False)
+    rng = np.random.default_rng(0)
+    step = TrainingStep(model, model, data, cpu, rng, False, trainer.terms, 5)
     for ids, passes, losses in (
         (data.unlabelled_chunks[:12], 1, {"train/loss_ce"}),
         (data.labelled_chunks[:12], 2, {"train/loss_ce", "train/loss_ccc"}),

@@ -60,7 +60,8 @@ def test_siamese_model_outputs_embeddings_and_frozen_blocks_stay_in_eval_mode():
     cfg = load_config(overrides=[*TINY, "model.aux_head=siamese", "siamese.embed_dim=6"])
     model = build_model(cfg, 32)
     assert model.cluster is None and model.siamese is not None
-    z, pred = model(torch.randn(5, cfg.chunking.frames, 32))
+    z, named = model(torch.randn(5, cfg.chunking.frames, 32))
+    pred = named["prediction"]
     assert z.shape == (5, 6) and pred.shape == (5, 3)
     model.freeze_encoder_blocks(2)
     model.train()
