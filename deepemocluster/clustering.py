@@ -1,4 +1,5 @@
-"""Embeddings → optional PCA-whitening → L2 normalisation → faiss k-means → one id per chunk.
+"""Embeddings → optional PCA-whitening → L2 normalisation → faiss k-means → one id per chunk, and
+the chunks' vote for one id per utterance.
 
 The only module that imports faiss. Steps are small functions in the order they run, so each can
 be tested alone; the preprocessing is returned as plain numpy arrays so prediction can apply it
@@ -117,6 +118,26 @@ def assign(x: np.ndarray, centroids: np.ndarray) -> tuple[np.ndarray, np.ndarray
     index.add(np.ascontiguousarray(centroids, dtype=np.float32))
     sq_dist, ids = index.search(np.ascontiguousarray(x, dtype=np.float32), 1)
     return ids[:, 0].astype(np.int64), np.sqrt(np.maximum(sq_dist[:, 0], 0.0))
+
+
+def utterance_clusters(
+    chunk_clusters: np.ndarray, chunk_distances: np.ndarray | None = None
+) -> tuple[np.ndarray, np.ndarray | None]:
+    """(n, C) chunk ids → (n,) majority vote per utterance, ties broken by the earliest chunk
+    (not the lowest id, which would bias ties towards low-numbered clusters); with distances,
+    also the mean distance of the winning chunks to their centroid."""
+    chunk_clusters = np.asarray(chunk_clusters, dtype=np.int64)
+    n, _ = chunk_clusters.shape
+    k = int(chunk_clusters.max()) + 1 if chunk_clusters.size else 1
+    counts = np.zeros((n, k), dtype=np.int64)
+    np.add.at(counts, (np.arange(n)[:, None], chunk_clusters), 1)
+    votes = np.take_along_axis(counts, chunk_clusters, axis=1)
+    first_mode = np.argmax(votes == counts.max(axis=1, keepdims=True), axis=1)
+    winners = chunk_clusters[np.arange(n), first_mode]
+    if chunk_distances is None:
+        return winners, None
+    won = chunk_clusters == winners[:, None]
+    return winners, (np.where(won, chunk_distances, 0.0).sum(1) / won.sum(1))
 
 
 def set_threads(n: int) -> None:

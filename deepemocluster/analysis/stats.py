@@ -1,7 +1,7 @@
 """Cluster–emotion dependency statistics: pure functions on numpy arrays (no MLflow, no torch).
 
-Clusters are utterance-level ids (``utterance_clusters`` turns chunk votes into one id per
-utterance). Every test here answers "do the clusters carry emotion information?": a contingency
+Clusters are utterance-level ids (``clustering.utterance_clusters`` turns chunk votes into one id
+per utterance). Every test here answers "do the clusters carry emotion information?": a contingency
 analysis against the categorical class, a rank test per continuous attribute, and the same numbers
 for shuffled cluster ids, so a reader sees what "no dependency" looks like on this very data.
 """
@@ -13,29 +13,10 @@ from dataclasses import dataclass
 import numpy as np
 from scipy import stats
 
+from deepemocluster.clustering import utterance_clusters  # noqa: F401  (stats.utterance_clusters in analyze.py)
 from deepemocluster.metrics import nmi
 
 BIN_NAMES = ("low", "mid", "high")
-
-
-def utterance_clusters(
-    chunk_clusters: np.ndarray, chunk_distances: np.ndarray | None = None
-) -> tuple[np.ndarray, np.ndarray | None]:
-    """(n, C) chunk ids → (n,) majority vote per utterance, ties broken by the earliest chunk
-    (not the lowest id, which would bias ties towards low-numbered clusters); with distances,
-    also the mean distance of the winning chunks to their centroid."""
-    chunk_clusters = np.asarray(chunk_clusters, dtype=np.int64)
-    n, _ = chunk_clusters.shape
-    k = int(chunk_clusters.max()) + 1 if chunk_clusters.size else 1
-    counts = np.zeros((n, k), dtype=np.int64)
-    np.add.at(counts, (np.arange(n)[:, None], chunk_clusters), 1)
-    votes = np.take_along_axis(counts, chunk_clusters, axis=1)
-    first_mode = np.argmax(votes == counts.max(axis=1, keepdims=True), axis=1)
-    winners = chunk_clusters[np.arange(n), first_mode]
-    if chunk_distances is None:
-        return winners, None
-    won = chunk_clusters == winners[:, None]
-    return winners, (np.where(won, chunk_distances, 0.0).sum(1) / won.sum(1))
 
 
 def contingency(clusters: np.ndarray, classes: np.ndarray) -> tuple[np.ndarray, np.ndarray]:

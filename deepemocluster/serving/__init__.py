@@ -1,1 +1,1 @@
-"""Using a trained model: prediction (files, arrays, long recordings), evaluation, the inference passes, the ONNX export and backend, the MLflow model."""
+"""Using a trained model: the Python API (``api.py``: ``deepemocluster.load``, predict, embed) and the layers over it (the predict CLI, the MLflow model), evaluation, the inference passes, the ONNX export and backend, long recordings' timelines."""

@@ -15,8 +15,8 @@ from deepemocluster.data.corpus import load_corpus
 from deepemocluster.data.datasets import ChunkDataset
 from deepemocluster.errors import DeepEmoClusterError, ManifestError
 from deepemocluster.metrics import ccc_report
+from deepemocluster.serving.backend import load_checkpoint
 from deepemocluster.serving.inference import predict_utterances
-from deepemocluster.serving.predict import load_state
 from deepemocluster.tracking import Tracker
 
 log = logging.getLogger("deepemocluster")
@@ -24,7 +24,7 @@ log = logging.getLogger("deepemocluster")
 
 def evaluate(model_ref: str, split: str, tracking_uri: str = "") -> dict[str, float]:
     """CCC report of checkpoint file or run id ``model_ref`` on ``split``."""
-    checkpoint = load_state(model_ref, tracking_uri)
+    checkpoint = load_checkpoint(model_ref, tracking_uri)
     cfg, model = checkpoint.restore_model()
     torch.set_num_threads(cfg.train.threads)
     corpus = load_corpus(cfg)

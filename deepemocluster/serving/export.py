@@ -25,13 +25,18 @@ from torch import nn
 from deepemocluster.config import to_yaml
 from deepemocluster.data.features import FeatureSettings
 from deepemocluster.runtime.cli import exit_code
-from deepemocluster.serving.predict import TorchBackend, load_state
+from deepemocluster.serving.backend import (
+    CLUSTER,
+    DISTANCE,
+    INPUTS,
+    META_PREFIX,
+    RATINGS,
+    TorchBackend,
+    load_checkpoint,
+)
 
 log = logging.getLogger("deepemocluster")
 OPSET = 18
-INPUTS = ("features", "valid_frames")
-RATINGS, CLUSTER, DISTANCE = "ratings", "chunk_cluster", "chunk_distance"
-META_PREFIX = "deepemocluster."
 
 
 def _buffer(x: np.ndarray) -> torch.Tensor:
@@ -151,7 +156,7 @@ def main(argv: list[str] | None = None) -> int:
     log.setLevel(logging.INFO)
 
     def work() -> None:
-        backend = TorchBackend.from_checkpoint(load_state(args.model, args.tracking_uri))
+        backend = TorchBackend.from_checkpoint(load_checkpoint(args.model, args.tracking_uri))
         out = export(backend, args.out)
         log.info("wrote %s (%.1f MiB)", out, out.stat().st_size / 2**20)
 

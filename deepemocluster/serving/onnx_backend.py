@@ -1,8 +1,9 @@
 """An exported model (``python -m deepemocluster.export``) run by onnxruntime on the CPU.
 
-The only onnxruntime user. It is a prediction backend like the torch one: the Predictor decodes,
-extracts features and chunks them with the same code; this backend hands the raw chunks to the
-graph, which normalises them itself (deepemocluster/serving/export.py).
+The only onnxruntime user. It is a prediction backend like the torch one: the model (``api.py``)
+decodes, extracts features and chunks them with the same code; this backend hands the raw chunks
+to the graph, which normalises them itself (deepemocluster/serving/export.py). The graph gives
+ratings and clusters, not embeddings: ``embed`` needs the checkpoint.
 """
 
 from __future__ import annotations
@@ -20,12 +21,19 @@ from deepemocluster.config import load_config
 from deepemocluster.data.datasets import ChunkDataset
 from deepemocluster.data.features import PackedFeatures
 from deepemocluster.errors import CheckpointError, DeepEmoClusterError
-from deepemocluster.serving.export import CLUSTER, DISTANCE, INPUTS, META_PREFIX, RATINGS
-from deepemocluster.serving.predict import Outputs
+from deepemocluster.serving.backend import (
+    CLUSTER,
+    DISTANCE,
+    INPUTS,
+    META_PREFIX,
+    RATINGS,
+    Outputs,
+)
 
 
 @dataclass(frozen=True)
 class OnnxBackend:
+    path: Path
     cfg: DictConfig
     session: ort.InferenceSession
     clustered: bool
@@ -60,7 +68,7 @@ class OnnxBackend:
         except DeepEmoClusterError as e:
             raise CheckpointError(f"{path}: its config metadata is unusable ({e})") from e
         clustered = json.loads(meta.get(META_PREFIX + "clusters", "0")) > 0
-        return cls(cfg, session, clustered)
+        return cls(path, cfg, session, clustered)
 
     def dataset(self, packed: PackedFeatures, rows: np.ndarray) -> ChunkDataset:
         """Raw chunks (padding zeroed, NaN → 0): the graph normalises with the Train statistics."""
@@ -68,7 +76,18 @@ class OnnxBackend:
         zero, one = np.zeros(n_mels, np.float32), np.ones(n_mels, np.float32)
         return ChunkDataset.for_rows(packed, rows, zero, one, self.cfg.chunking, clip=np.inf)
 
-    def run(self, ds: ChunkDataset, ratings: bool = True, clusters: bool = False) -> Outputs:
+    def run(
+        self,
+        ds: ChunkDataset,
+        ratings: bool = True,
+        clusters: bool = False,
+        embeddings: bool = False,
+    ) -> Outputs:
+        if embeddings:
+            raise CheckpointError(
+                f"{self.path}: an exported ONNX model gives ratings and clusters, not "
+                "embeddings: load the run id or the checkpoint to embed"
+            )
         wanted = ([RATINGS] if ratings else []) + ([CLUSTER, DISTANCE] if clusters else [])
         step = max(1, self.cfg.train.eval_batch_chunks // ds.n_chunks) * ds.n_chunks
         parts: dict[str, list[np.ndarray]] = {name: [] for name in wanted}

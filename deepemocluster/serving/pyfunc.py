@@ -1,11 +1,12 @@
 """The logged MLflow model: a DataFrame with a ``path`` column in, the predict columns out.
 
 ``mlflow.pyfunc.load_model("runs:/<id>/model").predict(pd.DataFrame({"path": [...]}))``,
-``mlflow models predict`` and ``mlflow models serve`` give the same rows as
-``python -m deepemocluster.predict``; the request parameter ``segment`` (``auto``, the default,
-``always`` or ``never``) is predict's ``--segment``. The model is logged *from code* (``pyfunc_model.py``, no
-pickled object); its artifact is the best checkpoint, this package travels in its ``code/``
-folder, and its pip requirements are this package's dependencies at their installed versions.
+``mlflow models predict`` and ``mlflow models serve`` give the rows of the Python API's
+``Model.predict``, which are those of ``python -m deepemocluster.predict``; the request parameter
+``segment`` (``auto``, the default, ``always`` or ``never``) is predict's ``--segment``. The model
+is logged *from code* (``pyfunc_model.py``, no pickled object); its artifact is the best
+checkpoint, this package travels in its ``code/`` folder, and its pip requirements are this
+package's dependencies at their installed versions.
 """
 
 from __future__ import annotations
@@ -18,8 +19,8 @@ from pathlib import Path
 import pandas as pd
 
 from deepemocluster.checkpoint import Checkpoint
-from deepemocluster.serving.predict import Predictor
-from deepemocluster.serving.timeline import check_mode, output_columns
+from deepemocluster.serving.api import Model
+from deepemocluster.serving.timeline import output_types
 from deepemocluster.tracking import log_pyfunc_model
 
 CHECKPOINT = "checkpoint"
@@ -39,12 +40,6 @@ def log_model(checkpoint: Path, attributes: list[str]) -> None:
         code_paths=[PACKAGE],
         params=PARAMS,
     )
-
-
-def output_types(attributes: list[str]) -> dict[str, str]:
-    """Output column → MLflow type, for the signature."""
-    types = {"path": "string", "segment": "string", "cluster": "long", "error": "string"}
-    return {c: types.get(c, "double") for c in output_columns(attributes)}
 
 
 def pinned_requirements(package: str = "deepemocluster") -> list[str]:
@@ -68,15 +63,11 @@ def pinned_requirements(package: str = "deepemocluster") -> list[str]:
 
 def load(artifacts: dict[str, str]) -> Callable[[pd.DataFrame, dict], pd.DataFrame]:
     """Called by MLflow when the model is loaded: the checkpoint → a function of the input
-    DataFrame and the request parameters."""
-    predictor = Predictor.from_checkpoint(Checkpoint.load(artifacts[CHECKPOINT]))
-    # nullable columns: a failed file's numbers are missing (JSON null when served), not NaN
-    nullable = {"double": "Float64", "long": "Int64"}
-    dtypes = {c: nullable.get(t, object) for c, t in output_types(predictor.attributes).items()}
+    DataFrame and the request parameters, ``Model.predict`` on its ``path`` column."""
+    model = Model.from_checkpoint(Checkpoint.load(artifacts[CHECKPOINT]))
 
     def predict(frame: pd.DataFrame, params: dict) -> pd.DataFrame:
-        segment = check_mode(str(params.get("segment", PARAMS["segment"])))
-        rows = list(predictor.predict(frame["path"].astype(str), segment=segment))
-        return pd.DataFrame(rows, columns=predictor.columns).astype(dtypes)
+        segment = str(params.get("segment", PARAMS["segment"]))
+        return model.predict(frame["path"].astype(str).tolist(), segment=segment)
 
     return predict

@@ -35,6 +35,12 @@ def output_columns(attributes: list[str]) -> list[str]:
     return ["path", *SPAN_COLUMNS, *attributes, "cluster", "cluster_distance", "error"]
 
 
+def output_types(attributes: list[str]) -> dict[str, str]:
+    """Output column → MLflow type (the logged model's signature; the API's DataFrame dtypes)."""
+    types = {"path": "string", "segment": "string", "cluster": "long", "error": "string"}
+    return {c: types.get(c, "double") for c in output_columns(attributes)}
+
+
 def check_mode(mode: str) -> str:
     if mode not in SEGMENT_MODES:
         raise ConfigError(f"segment must be one of {', '.join(SEGMENT_MODES)}, got {mode!r}")
@@ -152,7 +158,7 @@ def rows_in_order(
 
 
 class TimelineWriter:
-    """Passes rows through and draws one PNG per file (``plots.timeline``) into ``folder`` when
+    """Passes rows through and draws one PNG per file (``figures.timeline``) into ``folder`` when
     its whole-file row goes by; a file without ratings gets none."""
 
     def __init__(self, folder: Path, attributes: list[str], draw: Callable[..., Path]) -> None:

@@ -16,7 +16,8 @@ from deepemocluster.checkpoint import Checkpoint
 from deepemocluster.data.features import FeatureSettings
 from deepemocluster.errors import CheckpointError
 from deepemocluster.serving import export
-from deepemocluster.serving.predict import Predictor, load_state
+from deepemocluster.serving.api import Model
+from deepemocluster.serving.backend import load_checkpoint
 from tests.support.fixtures import train_tiny
 
 pytestmark = pytest.mark.slow
@@ -25,8 +26,8 @@ AVD = ["arousal", "valence", "dominance"]
 
 
 @pytest.fixture(scope="module")
-def torch_predictor(trained_run) -> Predictor:
-    return Predictor.from_checkpoint(load_state(str(trained_run.checkpoint)))
+def torch_model(trained_run) -> Model:
+    return Model.from_checkpoint(load_checkpoint(str(trained_run.checkpoint)))
 
 
 def _real_files(trained_run, write_audio, tmp_path) -> list[str]:
@@ -42,13 +43,13 @@ def _real_files(trained_run, write_audio, tmp_path) -> list[str]:
 
 
 def test_onnx_predictions_match_torch_on_real_files(
-    trained_run, trained_onnx, torch_predictor, write_audio, tmp_path
+    trained_run, trained_onnx, torch_model, write_audio, tmp_path
 ):
     paths = _real_files(trained_run, write_audio, tmp_path)
-    onnx_predictor = Predictor.from_onnx(trained_onnx)
+    onnx_model = Model.from_onnx(trained_onnx)
     for batch_files in (1, 5, 32):  # different dynamic batch sizes through the graph
-        expected = list(torch_predictor.predict(paths, batch_files))
-        got = list(onnx_predictor.predict(paths, batch_files))
+        expected = list(torch_model.rows(paths, batch_files))
+        got = list(onnx_model.rows(paths, batch_files))
         assert [r["error"] for r in got] == [r["error"] for r in expected]
         assert got[-1]["error"] == "too_short" and got[-1]["arousal"] is None
         ok = [(g, e) for g, e in zip(got, expected, strict=True) if not e["error"]]
@@ -61,10 +62,10 @@ def test_onnx_predictions_match_torch_on_real_files(
         assert [g["duration_s"] for g, _ in ok] == [e["duration_s"] for _, e in ok]
 
 
-def test_metadata_carries_the_feature_and_chunk_settings(trained_onnx, torch_predictor):
+def test_metadata_carries_the_feature_and_chunk_settings(trained_onnx, torch_model):
     model = onnx.load(str(trained_onnx))
     meta = {p.key: p.value for p in model.metadata_props}
-    cfg = torch_predictor.cfg
+    cfg = torch_model.cfg
 
     def entry(name: str):
         return json.loads(meta[export.META_PREFIX + name])
@@ -112,13 +113,13 @@ def test_corrupt_or_foreign_onnx_files_are_refused_clearly(trained_onnx, tmp_pat
     truncated = tmp_path / "truncated.onnx"
     truncated.write_bytes(trained_onnx.read_bytes()[:5000])
     with pytest.raises(CheckpointError, match=r"truncated\.onnx: not a readable ONNX model"):
-        Predictor.from_onnx(truncated)
+        Model.from_onnx(truncated)
     garbage = tmp_path / "garbage.onnx"
     garbage.write_bytes(b"this is not protobuf at all")
     with pytest.raises(CheckpointError, match="not a readable ONNX model"):
-        Predictor.from_onnx(garbage)
+        Model.from_onnx(garbage)
     with pytest.raises(CheckpointError, match="ONNX model not found"):
-        Predictor.from_onnx(tmp_path / "absent.onnx")
+        Model.from_onnx(tmp_path / "absent.onnx")
     # a valid ONNX model that is not ours: no metadata to decode audio with
     node = onnx.helper.make_node("Identity", ["x"], ["y"])
     graph = onnx.helper.make_graph(
@@ -130,7 +131,7 @@ def test_corrupt_or_foreign_onnx_files_are_refused_clearly(trained_onnx, tmp_pat
     foreign = tmp_path / "foreign.onnx"
     onnx.save_model(onnx.helper.make_model(graph), str(foreign))
     with pytest.raises(CheckpointError, match="without deepemocluster metadata"):
-        Predictor.from_onnx(foreign)
+        Model.from_onnx(foreign)
 
 
 def test_a_model_without_clustering_exports_ratings_only(trained_run, tmp_path):
@@ -142,8 +143,8 @@ def test_a_model_without_clustering_exports_ratings_only(trained_run, tmp_path):
     session = ort.InferenceSession(str(out), providers=["CPUExecutionProvider"])
     assert [o.name for o in session.get_outputs()] == [export.RATINGS]
     wavs = trained_run.wavs[:4]
-    got = list(Predictor.from_onnx(out).predict(wavs))
-    expected = list(Predictor.from_checkpoint(state).predict(wavs))
+    got = list(Model.from_onnx(out).rows(wavs))
+    expected = list(Model.from_checkpoint(state).rows(wavs))
     assert all(r["cluster"] is None and r["cluster_distance"] is None for r in got)
     diff = max(abs(g[a] - e[a]) for g, e in zip(got, expected, strict=True) for a in AVD)
     assert diff < PARITY
@@ -158,11 +159,11 @@ def test_other_regressor_inputs_and_poolings_export_with_parity(variant, tmp_pat
     """The graph runs the model's own utterance path, whatever the regressor reads and however
     it pools."""
     trained = train_tiny(tmp_path, variant, "train.epochs=1")
-    torch_predictor = Predictor.from_checkpoint(load_state(str(trained.checkpoint)))
-    onnx_path = export.export(torch_predictor.backend, tmp_path / "model.onnx")
+    torch_model = Model.from_checkpoint(load_checkpoint(str(trained.checkpoint)))
+    onnx_path = export.export(torch_model.backend, tmp_path / "model.onnx")
     paths = [str(p) for p in trained.wavs[:6]]
-    expected = list(torch_predictor.predict(paths, 4))
-    got = list(Predictor.from_onnx(onnx_path).predict(paths, 4))
+    expected = list(torch_model.rows(paths, 4))
+    got = list(Model.from_onnx(onnx_path).rows(paths, 4))
     assert all(not r["error"] for r in expected)
     diff = max(abs(g[a] - e[a]) for g, e in zip(got, expected, strict=True) for a in AVD)
     assert diff < PARITY, f"ONNX vs torch ({variant}): {diff:.2e} on the rating scale"

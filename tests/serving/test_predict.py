@@ -13,14 +13,15 @@ import pytest
 import soundfile as sf
 import torch
 
-from deepemocluster.analysis import plots
 from deepemocluster.checkpoint import Checkpoint
 from deepemocluster.data.corpus import load_corpus
 from deepemocluster.data.segments import SegmentSettings, segment_file
 from deepemocluster.errors import CheckpointError
-from deepemocluster.serving import predict
+from deepemocluster.serving import figures, predict
+from deepemocluster.serving.api import Model
+from deepemocluster.serving.backend import load_checkpoint
 from deepemocluster.serving.export import main as export_main
-from deepemocluster.serving.predict import Predictor, load_state
+from deepemocluster.serving.timeline import output_columns
 
 AVD = ["arousal", "valence", "dominance"]
 
@@ -53,7 +54,7 @@ def test_every_output_path_clips_to_the_recorded_scale(trained_run, tmp_path):
     """A checkpoint whose labels were on a narrow scale: torch, ONNX and the CLI all keep every
     rating inside it, and values at the bounds are the clipped ones."""
     state = Checkpoint.load(trained_run.checkpoint)
-    free = list(Predictor.from_checkpoint(state).predict(trained_run.wavs[:16]))
+    free = list(Model.from_checkpoint(state).rows(trained_run.wavs[:16]))
     values = sorted(r[a] for r in free for a in AVD)
     lo, hi = values[len(values) // 4], values[3 * len(values) // 4]  # a quarter out each side
     state = replace(state, rating_range=(lo, hi))
@@ -62,8 +63,8 @@ def test_every_output_path_clips_to_the_recorded_scale(trained_run, tmp_path):
     onnx_file = tmp_path / "narrow.onnx"
     assert export_main([str(narrow), "--out", str(onnx_file)]) == 0
 
-    for predictor in (Predictor.from_checkpoint(state), Predictor.from_onnx(onnx_file)):
-        rows = list(predictor.predict(trained_run.wavs[:16]))
+    for model in (Model.from_checkpoint(state), Model.from_onnx(onnx_file)):
+        rows = list(model.rows(trained_run.wavs[:16]))
         for row, unclipped in zip(rows, free, strict=True):
             for a in AVD:
                 assert row[a] == pytest.approx(min(max(unclipped[a], lo), hi), abs=1e-4)
@@ -108,9 +109,9 @@ def test_cli_onnx_backend_gives_the_torch_rows(trained_run, trained_onnx, tmp_pa
 
 
 def test_predict_folder_streams_rows_and_reports_bad_files(trained_run, tmp_path):
-    state = load_state(str(trained_run.run_dir / "checkpoint_best.pt"))
-    predictor = Predictor.from_checkpoint(state)
-    corpus = load_corpus(predictor.cfg)
+    state = load_checkpoint(str(trained_run.run_dir / "checkpoint_best.pt"))
+    model = Model.from_checkpoint(state)
+    corpus = load_corpus(model.cfg)
     rows = corpus.rows("Test1")[:3]
     folder = tmp_path / "in"
     (folder / "sub").mkdir(parents=True)
@@ -134,8 +135,8 @@ def test_predict_folder_streams_rows_and_reports_bad_files(trained_run, tmp_path
     assert list(got) == sorted(got) and len(got) == 4  # every audio file, none of the others
     broken = got.pop(str(folder / "sub" / "broken.wav"))
     assert broken["error"] == "unreadable" and broken["arousal"] == broken["cluster"] == ""
-    reference = predictor.dataset(corpus.packed, rows[:2])  # the two untouched WAV files
-    ratings, (clusters, _) = predictor.ratings(reference), predictor.clusters(reference)
+    reference = model.dataset(corpus.packed, rows[:2])  # the two untouched WAV files
+    ratings, (clusters, _) = model.ratings(reference), model.clusters(reference)
     for path, (row, seconds) in expected.items():
         out_row = got[path]
         assert out_row["error"] == ""
@@ -176,7 +177,7 @@ def test_a_long_recording_gets_a_row_per_segment_and_a_timeline(
     argv = ["--model", str(trained_run.checkpoint), *map(str, (episode, short, music, twin))]
     assert predict.main([*argv, "--out", str(out), "--timeline", str(pictures)]) == 0
     rows = _read(out)
-    assert list(rows[0]) == predict.output_columns(AVD)
+    assert list(rows[0]) == output_columns(AVD)
     files = _by_file(rows)
     assert list(files) == [str(episode), str(short), str(music), str(twin)]
 
@@ -218,7 +219,7 @@ def test_a_long_recording_gets_a_row_per_segment_and_a_timeline(
     audio, sr = sf.read(episode, dtype="float32")
     first = tmp_path / "first_segment.wav"
     sf.write(first, audio[round(starts[0] * sr) : round(ends[0] * sr)], sr, subtype="FLOAT")
-    (alone,) = Predictor.from_checkpoint(Checkpoint.load(trained_run.checkpoint)).predict([first])
+    (alone,) = Model.from_checkpoint(Checkpoint.load(trained_run.checkpoint)).rows([first])
     assert [alone[a] for a in AVD] == pytest.approx([float(parts[0][a]) for a in AVD], abs=2e-4)
     assert alone["cluster"] == int(parts[0]["cluster"])
 
@@ -243,7 +244,7 @@ def test_a_long_recording_gets_a_row_per_segment_and_a_timeline(
     assert {p.name for p in pictures.iterdir()} == names
     for name in names:
         image = assert_png(pictures / name)
-        assert image.shape[1::-1] == plots.TIMELINE_PIXELS
+        assert image.shape[1::-1] == figures.TIMELINE_PIXELS
 
     # --segment never: the episode as one utterance
     assert predict.main([*argv[:3], "--segment", "never", "--out", str(out)]) == 0
@@ -255,10 +256,8 @@ def test_a_long_recording_gets_a_row_per_segment_and_a_timeline(
 @pytest.mark.slow
 def test_onnx_backend_gives_the_torch_segment_rows(trained_run, trained_onnx, long_recordings):
     paths = [long_recordings.episode, long_recordings.music]
-    expected = list(
-        Predictor.from_checkpoint(Checkpoint.load(trained_run.checkpoint)).predict(paths)
-    )
-    got = list(Predictor.from_onnx(trained_onnx).predict(paths, batch_files=3))
+    expected = list(Model.from_checkpoint(Checkpoint.load(trained_run.checkpoint)).rows(paths))
+    got = list(Model.from_onnx(trained_onnx).rows(paths, batch_files=3))
     assert len(got) == len(expected) > 3
     for g, e in zip(got, expected, strict=True):
         keys = ("path", "segment", "start_s", "end_s", "cluster", "error")

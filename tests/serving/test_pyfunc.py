@@ -27,7 +27,9 @@ import torch
 import yaml
 
 from deepemocluster.serving import predict, pyfunc
-from deepemocluster.serving.predict import Predictor, load_state
+from deepemocluster.serving.api import Model
+from deepemocluster.serving.backend import load_checkpoint
+from deepemocluster.serving.timeline import output_columns
 from deepemocluster.tracking import Tracker
 from tests.support.loopback import free_port
 
@@ -205,12 +207,12 @@ def test_pyfunc_model_round_trip(trained_run, tmp_path, monkeypatch):
     wavs = sorted((trained_run.corpus_root / "Audios").glob("*.wav"))[:3]
     frame = pd.DataFrame({"path": [str(p) for p in wavs] + [str(tmp_path / "gone.wav")]})
     out = model.predict(frame)
-    assert list(out.columns) == predict.output_columns(["arousal", "valence", "dominance"])
+    assert list(out.columns) == output_columns(["arousal", "valence", "dominance"])
     assert out["path"].tolist() == frame["path"].tolist()
     assert out["error"].tolist() == ["", "", "", "not_a_file"]
     assert out["cluster"].isna().tolist() == [False, False, False, True]
-    state = load_state(str(trained_run.run_dir / "checkpoint_best.pt"))
-    direct = list(Predictor.from_checkpoint(state).predict(wavs))
+    state = load_checkpoint(str(trained_run.run_dir / "checkpoint_best.pt"))
+    direct = list(Model.from_checkpoint(state).rows(wavs))
     assert out["arousal"][:3].tolist() == pytest.approx([r["arousal"] for r in direct])
     assert out["cluster"][:3].tolist() == [r["cluster"] for r in direct]
 

@@ -7,12 +7,12 @@ import numpy as np
 import pytest
 from omegaconf import OmegaConf
 
-from deepemocluster.analysis import plots
 from deepemocluster.checkpoint import Checkpoint
 from deepemocluster.config.schema import SegmentConfig
 from deepemocluster.data.segments import NO_SPEECH, SegmentSettings, segment_file
 from deepemocluster.errors import ConfigError
-from deepemocluster.serving.predict import Predictor
+from deepemocluster.serving import figures
+from deepemocluster.serving.api import Model
 from deepemocluster.serving.timeline import WHOLE_FILE, check_mode, plan_file, summarise
 
 AVD = ["arousal", "valence", "dominance"]
@@ -87,15 +87,15 @@ def test_rows_do_not_depend_on_the_batch_size(trained_run, long_recordings, tmp_
         trained_run.wavs[0],
         long_recordings.episode,
     ]
-    predictor = Predictor.from_checkpoint(Checkpoint.load(trained_run.checkpoint))
-    pairs = list(predictor.predict(paths, batch_files=2))
+    model = Model.from_checkpoint(Checkpoint.load(trained_run.checkpoint))
+    pairs = list(model.rows(paths, batch_files=2))
     n = len(segment_file(long_recordings.episode, SETTINGS).segments)
     assert len(pairs) == 2 * (n + 1) + 3
     assert [r["path"] for r in pairs] == [
         str(p) for p in paths for _ in range(n + 1 if p == long_recordings.episode else 1)
     ]
     for batch in (3, 64):  # batches that end inside a file, and one that holds all
-        rows = list(predictor.predict(paths, batch_files=batch))
+        rows = list(model.rows(paths, batch_files=batch))
         assert [r["segment"] for r in rows] == [r["segment"] for r in pairs]
         for got, expected in zip(rows, pairs, strict=True):
             numbers = [k for k, v in expected.items() if isinstance(v, float)]
@@ -109,8 +109,8 @@ def test_rows_do_not_depend_on_the_batch_size(trained_run, long_recordings, tmp_
 def test_timeline_picture_of_a_model_without_clusters(tmp_path, assert_png):
     starts = np.array([3.0, 12.0, 30.0, 41.0])
     ratings = {a: np.array([2.0, 4.5, 6.0, 3.0]) + i for i, a in enumerate(AVD)}
-    path = plots.timeline(
+    path = figures.timeline(
         "show.wav", starts, starts + 8.0, ratings, None, 60.0, tmp_path / "show.png"
     )
     image = assert_png(path)
-    assert image.shape[1::-1] == plots.TIMELINE_PIXELS
+    assert image.shape[1::-1] == figures.TIMELINE_PIXELS
