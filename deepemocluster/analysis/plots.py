@@ -129,10 +129,17 @@ def centroid_map(
     return _save(fig, path)
 
 
+def logged_losses(history: dict[str, list[tuple[int, float]]]) -> tuple[str, ...]:
+    """The loss terms a run logged (``train/loss_<name>``, one per term of its objective), in
+    the order they come: whatever terms the run's config had."""
+    return tuple(k for k in history if k.startswith("train/loss_"))
+
+
 def training_curves(history: dict[str, list[tuple[int, float]]], path: Path) -> Path:
-    """Losses, Development CCC per attribute, NMI between epochs, cluster-size spread."""
+    """Losses (every term the run logged: ``train/loss_<name>``), Development CCC per attribute,
+    NMI between epochs, cluster-size spread."""
     panels = (
-        ("Training losses", "loss", ("train/loss_ce", "train/loss_ccc", "train/loss_teacher")),
+        ("Training losses", "loss", logged_losses(history)),
         ("Development CCC", "CCC", tuple(k for k in sorted(history) if k.startswith("dev/ccc_"))),
         ("Cluster stability", "NMI with previous epoch (0–1)", ("cluster/nmi",)),
         ("Cluster sizes", "size CV (std / mean)", ("cluster/size_cv",)),

@@ -205,7 +205,7 @@ class TrainConfig:
     ce_weight: float = 1.0
     ccc_weight: float = 1.0
     # weight of (1 − CCC) between the unlabelled chunks' predictions and the pseudo-ratings of a
-    # ridge on the chunk statistics (training/statistics_ridge.py; model.aux_head=cluster only,
+    # ridge on the chunk statistics (deepemocluster/statistics_ridge/; model.aux_head=cluster only,
     # whose batches hold unlabelled chunks); 0 = no teacher. For the smallest label budgets: on the
     # demo corpora +0.05 mean CCC at 5 % labels, +0.03 at 10 %, nothing at 25 %, −0.04 at full
     # labels, where the model outgrows its teacher (docs/results.md)

@@ -17,7 +17,7 @@ from pathlib import Path
 import numpy as np
 from omegaconf import DictConfig
 
-from deepemocluster.data.features import FeatureSettings, FeatureStore, PackedFeatures
+from deepemocluster.data.features import FeatureStore, PackedFeatures, feature_settings
 from deepemocluster.data.manifest import (
     UNLABELLED_SPLIT,
     Manifest,
@@ -128,7 +128,7 @@ def load_corpus(cfg: DictConfig, seed: int | None = None) -> Corpus:
             cfg.train.seed if seed is None else seed,
         ),
     )
-    store = FeatureStore(cfg.features.store, FeatureSettings.from_config(cfg.features))
+    store = FeatureStore(cfg.features.store, feature_settings(cfg))
     extraction = store.extract([u.span for u in manifest], workers=cfg.features.workers)
     skipped = no_segments + extraction.skipped
     n_files = len({u.path for u in whole})

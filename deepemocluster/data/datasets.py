@@ -26,7 +26,7 @@ class ChunkDataset(Dataset):
     """Utterances ``rows`` of ``packed``, each cut into ``n_chunks`` chunks of ``frames`` frames.
 
     ``dataset[i]`` is utterance i: ``(chunks, targets, i)`` when targets were given (one row per
-    utterance, NaN allowed for unlabelled rows), else ``(chunks, i)``; chunks is (C, frames, n_mels).
+    utterance, NaN allowed for unlabelled rows), else ``(chunks, i)``; chunks is (C, frames, feature_dim).
     ``chunk_batch(ids)`` serves single chunks by global id ``i * n_chunks + c`` for training.
     Pickling carries the store's path, not its frames (spawned DataLoader workers).
     """
@@ -45,7 +45,7 @@ class ChunkDataset(Dataset):
         self.rows = np.asarray(rows, dtype=np.int64)
         self.mean, self.std = mean.astype(np.float32), std.astype(np.float32)
         self.n_chunks, self.frames, self.clip = n_chunks, frames, clip
-        self.n_mels = packed.frames.shape[1]
+        self.feature_dim = packed.frames.shape[1]  # mel bins for the mel CNN
         self.source = row_source(packed.frames)
         self.targets = None if targets is None else torch.as_tensor(targets, dtype=torch.float32)
         if self.targets is not None and len(self.targets) != len(self.rows):
@@ -86,7 +86,7 @@ class ChunkDataset(Dataset):
         return (chunks, self.targets[i], i) if self.targets is not None else (chunks, i)
 
     def chunk_batch(self, ids: np.ndarray) -> tuple[torch.Tensor, torch.Tensor]:
-        """(chunks (B, frames, n_mels), the same global chunk ids (B,)); utterance = id // C."""
+        """(chunks (B, frames, feature_dim), the same global chunk ids (B,)); utterance = id // C."""
         ids = np.asarray(ids, dtype=np.int64)
         return self._read(ids), torch.from_numpy(ids)
 
@@ -97,7 +97,7 @@ class ChunkDataset(Dataset):
         start = self.starts[utt, c]
         first = self.first_frame[utt] + start
         valid = np.minimum(self.frames, self.lengths[utt] - start)
-        out = np.zeros((len(ids), self.frames, self.n_mels), dtype=np.float32)
+        out = np.zeros((len(ids), self.frames, self.feature_dim), dtype=np.float32)
         for j in range(len(ids)):
             self.source.read(out[j, : valid[j]], int(first[j]))
         self._normalise(out, valid)

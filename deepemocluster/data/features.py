@@ -22,12 +22,13 @@ import mmap
 import os
 import sys
 import weakref
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
 import numpy as np
+from omegaconf import DictConfig
 from threadpoolctl import threadpool_limits
 from tqdm import tqdm
 
@@ -56,6 +57,11 @@ class FeatureSettings:
         return cls(**{name: features[name] for name in cls.__dataclass_fields__})
 
     @property
+    def frame_s(self) -> float:
+        """Seconds from one frame to the next (the front-end's frame rate, inverted)."""
+        return self.hop_length / self.sample_rate
+
+    @property
     def key(self) -> str:
         return _digest(json.dumps({"v": _FORMAT_VERSION, **asdict(self)}, sort_keys=True))[:16]
 
@@ -69,6 +75,18 @@ class FeatureSettings:
         audio = load_audio(path, self.sample_rate, self.n_fft, start_s, end_s)
         with threadpool_limits(1):
             return mel_features(audio, **asdict(self))
+
+
+# What each front-end (``model.frontend``, ``model/build.py``) reads: the feature store, the
+# Python API and the ONNX export ask here instead of assuming mels.
+FRONTEND_FEATURES: dict[str, Callable[[DictConfig], FeatureSettings]] = {
+    "mel_cnn": lambda cfg: FeatureSettings.from_config(cfg.features),
+}
+
+
+def feature_settings(cfg: DictConfig) -> FeatureSettings:
+    """The features the run's front-end reads, as the feature store computes them."""
+    return FRONTEND_FEATURES[cfg.model.frontend](cfg)
 
 
 @dataclass(frozen=True)

@@ -26,7 +26,7 @@ from deepemocluster.checkpoint import Checkpoint
 from deepemocluster.clustering import utterance_clusters
 from deepemocluster.data.audio import AudioSpan
 from deepemocluster.data.datasets import ChunkDataset
-from deepemocluster.data.features import FeatureSettings, PackedFeatures
+from deepemocluster.data.features import PackedFeatures, feature_settings
 from deepemocluster.data.segments import SegmentSettings
 from deepemocluster.errors import AudioError, CheckpointError
 from deepemocluster.serving.backend import Backend, TorchBackend, load_checkpoint
@@ -176,7 +176,7 @@ class Model:
     def _features(self, spans: list[AudioSpan]) -> Features:
         """Decode each span and compute its features (an unusable one gets its reason), then the
         batch as an in-memory packed store: the same chunking and normalisation as training."""
-        settings = FeatureSettings.from_config(self.cfg.features)
+        settings = feature_settings(self.cfg)
         errors, features = [], []
         for span in spans:
             try:
@@ -185,7 +185,7 @@ class Model:
             except AudioError as e:
                 errors.append(e.reason)
         ok = [i for i, e in enumerate(errors) if not e]
-        hop_s = settings.hop_length / settings.sample_rate
+        hop_s = settings.frame_s
         if not features:
             return Features(errors, ok, None, hop_s)
         offsets = np.cumsum([0] + [len(f) for f in features], dtype=np.int64)

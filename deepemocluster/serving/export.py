@@ -23,7 +23,7 @@ import torch
 from torch import nn
 
 from deepemocluster.config import to_yaml
-from deepemocluster.data.features import FeatureSettings
+from deepemocluster.data.features import feature_settings
 from deepemocluster.runtime.cli import exit_code
 from deepemocluster.serving.backend import (
     CLUSTER,
@@ -97,7 +97,7 @@ def metadata(backend: TorchBackend) -> dict[str, str]:
     cfg = backend.cfg
     c = cfg.chunking
     entries = {
-        "features": asdict(FeatureSettings.from_config(cfg.features)),
+        "features": asdict(feature_settings(cfg)),
         "chunking": {"n_chunks": c.n_chunks, "frames": c.frames, "clip": c.clip},
         "attributes": list(cfg.model.attributes),
         "rating_range": list(backend.scale),

@@ -73,7 +73,10 @@ class StatisticsRidgeExtension:
     def start_metrics(self) -> dict[str, float]:
         """The ridge's Development CCC: how good a teacher or readout it is."""
         dev = self.fitted.ridge.dev_ccc
-        return {f"statistics_ridge/dev_ccc_{a}": float(v) for a, v in zip(self.attributes, dev, strict=True)}
+        return {
+            f"statistics_ridge/dev_ccc_{a}": float(v)
+            for a, v in zip(self.attributes, dev, strict=True)
+        }
 
     def on_evaluate(
         self,

@@ -4,13 +4,13 @@ Why: with few labels, a linear model on these statistics predicts valence better
 network, whose 256-d embedding drowns the cue (docs/results.md, "Where the model keeps each
 attribute"). One fit serves two uses:
 
-- the ridge readout (``model.ridge_readout``, ``model/readout.py``): a residual regressor
-  learns what its ratings miss (in training, from out-of-fold ratings);
-- the statistics teacher (``train.teacher_weight``, ``training/step.py``): its ratings of the
+- the ridge readout (``model.ridge_readout``, ``readout.py``): a residual regressor learns what
+  its ratings miss (in training, from out-of-fold ratings);
+- the statistics teacher (``train.teacher_weight``, ``terms.py``): its ratings of the
   unlabelled utterances are pseudo-ratings the regressor is asked to agree with.
 
 The statistics are the ones the regressor reads (``model/statistics.py``); each attribute's alpha
-is chosen on Development (``deepemocluster.ridge``, the quality benchmark's baseline rule).
+is chosen on Development (``ridge.py``, the quality benchmark's baseline rule).
 """
 
 from __future__ import annotations
@@ -35,7 +35,7 @@ def utterance_means(
     ds: ChunkDataset, utterances: np.ndarray, per_chunk: Callable[[torch.Tensor], torch.Tensor]
 ) -> np.ndarray:
     """(len(utterances), d): for each of these utterances of ``ds``, the mean over its chunks of
-    ``per_chunk`` ((B, frames, n_mels) normalised chunks → (B, d)). Whole utterances are read a
+    ``per_chunk`` ((B, frames, F) normalised chunks → (B, d)). Whole utterances are read a
     batch at a time, so memory follows the batch, not the corpus."""
     per_batch = max(1, BATCH_CHUNKS // ds.n_chunks)
     out = None
@@ -50,9 +50,9 @@ def utterance_means(
 
 
 def utterance_statistics(ds: ChunkDataset, utterances: np.ndarray) -> np.ndarray:
-    """(len(utterances), 3 × n_mels): each utterance's mean chunk statistics, in the chunks'
+    """(len(utterances), 3 × F): each utterance's mean chunk statistics, in the chunks'
     normalised feature scale."""
-    return utterance_means(ds, utterances, ChunkStatistics(ds.n_mels))
+    return utterance_means(ds, utterances, ChunkStatistics(ds.feature_dim))
 
 
 @dataclass(frozen=True)

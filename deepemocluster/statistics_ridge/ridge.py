@@ -2,7 +2,7 @@
 
 One rule, used twice: the pooled-statistics baseline of the quality benchmark
 (``benchmarks/pooled_ridge.py``) and the statistics teacher that gives unlabelled utterances
-pseudo-ratings (``training/teacher.py``). Features are standardised with the training set's
+pseudo-ratings (``extension.py``). Features are standardised with the training set's
 statistics; each attribute keeps the alpha whose predictions have the highest Development CCC.
 """
 

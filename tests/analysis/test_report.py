@@ -86,3 +86,18 @@ def test_verdict_compares_effect_sizes_with_the_shuffled_range():
     assert lines[2].endswith("no evidence of a dependency.")
     assert lines[3].startswith("50% of the χ² test's expected counts are below 5")
     assert len(report.verdict(summary | {"chi2_low_expected_share": None})) == 3
+
+
+def test_the_loss_panel_plots_every_term_the_run_logged():
+    history = {
+        "train/loss_ce": [(1, 1.0)],
+        "dev/ccc_arousal": [(1, 0.2)],
+        "train/loss_pair": [(1, 0.5)],
+        "train/loss_readout": [(1, 0.7)],
+        "time/epoch_s": [(1, 3.0)],
+    }
+    assert plots.logged_losses(history) == (
+        "train/loss_ce",
+        "train/loss_pair",
+        "train/loss_readout",
+    )
