@@ -1,32 +1,105 @@
-"""Helpers shared by the benchmark scripts: machine description, memory readings, results files,
-and a synthetic corpus written straight into the packed feature layout (no audio needed)."""
+"""The harness every benchmark shares, so that a benchmark script holds only what it measures:
+its command line and the end of its run, the machine it ran on, timing, memory readings, child
+processes and the results file (which refuses non-finite figures)."""
 
 from __future__ import annotations
 
+import argparse
 import json
 import math
 import os
 import platform
+import re
 import resource
 import subprocess
 import sys
 import threading
-from collections.abc import Iterator
+import time
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from importlib.metadata import PackageNotFoundError, version
 from pathlib import Path
-
-import numpy as np
-
-from deepemocluster.data.corpus import Corpus
-from deepemocluster.data.features import PackedFeatures
-from deepemocluster.data.manifest import UNLABELLED_SPLIT, Utterance
+from typing import TypeVar
 
 RESULTS_DIR = Path(__file__).resolve().parent / "results"
-FRAMES_PER_SECOND = 16000 / 256  # the default feature settings: 16 kHz, hop 256
+ROOT = RESULTS_DIR.parents[1]  # the repository: configs/, docs/
+K = TypeVar("K")
+
+# The tiny demo config of the quick modes that train (seconds per run, for the test suite)
+TINY_RUN = (
+    "data.demo.n_train=48",
+    "data.demo.n_dev=16",
+    "data.demo.n_test=16",
+    "data.demo.n_unlabelled=24",
+    "data.demo.n_speakers=12",
+    "data.demo.n_episodes=0",  # configs/default.yaml's long episodes: not in a quick run
+    "features.n_mels=32",
+    "chunking.n_chunks=3",
+    "model.channels=[4,8,8,16]",
+    "model.strides=[1,2,2,2]",
+    "model.embed_dim=32",
+    "model.head_dim=32",
+    "train.batch_utterances=8",
+    "cluster.k=4",
+)
 
 
-# --------------------------------------------------------------------------------------------
-# Machine and results
+# The command line and the end of a run
+
+
+def parser(doc: str, out: Path | None = None, quick: str | None = None) -> argparse.ArgumentParser:
+    """The flags benchmarks share: ``--quick`` (when ``quick`` gives its help) and ``--out``
+    (default ``out``); the description is the first paragraph of ``doc``."""
+    p = argparse.ArgumentParser(description=doc.split("\n\n")[0])
+    if quick is not None:
+        p.add_argument("--quick", action="store_true", help=quick)
+    if out is not None:
+        p.add_argument("--out", type=Path, default=out, help=f"JSON results (default {out.name})")
+    return p
+
+
+def mode(quick: bool) -> str:
+    return "quick" if quick else "full"
+
+
+def command(argv: list[str] | None) -> str:
+    """The command line as typed, for the JSON: a figure is only as good as its settings."""
+    return " ".join([Path(sys.argv[0]).name, *(sys.argv[1:] if argv is None else argv)])
+
+
+def finish(result: dict, out: Path, report: Callable[[dict], None] | None = None) -> int:
+    """The end of every benchmark's ``main``: print the summary, write the JSON."""
+    if report is not None:
+        report(result)
+    write_results(result, out)
+    return 0
+
+
+def row(specs: Sequence[str], values: Sequence) -> str:
+    """One line of a printed table: each value in its format spec (``<30``, ``9.1f``, ``8.1%``);
+    None leaves its cell blank."""
+    cells = (
+        " " * _width(s) if v is None else format(v, s) for s, v in zip(specs, values, strict=True)
+    )
+    return "".join(cells)
+
+
+def header(specs: Sequence[str], titles: Sequence[str]) -> str:
+    """Column titles aligned as ``row`` aligns the values under them."""
+    return "".join(
+        format(t, f"{'<' if s.startswith('<') else '>'}{_width(s)}")
+        for s, t in zip(specs, titles, strict=True)
+    )
+
+
+def _width(spec: str) -> int:
+    return int(re.match(r"[<>^]?(\d*)", spec).group(1) or 0)
+
+
+def met(ok: bool) -> str:
+    return "met" if ok else "MISSED"
+
+
+# The machine
 
 
 def machine_info(
@@ -37,7 +110,7 @@ def machine_info(
     info = {
         "cpu_count": os.cpu_count(),
         "usable_cpus": len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else None,
-        "processor": _cpu_model(),
+        "processor": cpu_model(),
         "platform": platform.platform(),
         "python": platform.python_version(),
         "memory_gib": _memory_gib(),
@@ -47,6 +120,8 @@ def machine_info(
             info[name] = version(name)
         except PackageNotFoundError:
             info[name] = None
+    for name in {"torch", "numpy"} & set(packages):  # loaded, so their thread pools are listed
+        __import__(name)
     try:
         from threadpoolctl import threadpool_info
 
@@ -58,7 +133,7 @@ def machine_info(
     return info
 
 
-def _cpu_model() -> str:
+def cpu_model() -> str:
     try:
         for line in Path("/proc/cpuinfo").read_text().splitlines():
             if line.startswith("model name"):
@@ -77,6 +152,37 @@ def _memory_gib() -> float | None:
 
 def load_average() -> list[float]:
     return [round(v, 2) for v in os.getloadavg()]
+
+
+def cpu_capabilities() -> dict:
+    """What torch dispatches on this CPU and the bfloat16 units it has: the CPU kind a figure
+    belongs to (an AVX2-only CPU, an AVX512-BF16 one and an AMX one differ by several x)."""
+    import torch
+
+    from deepemocluster.runtime.hardware import detect
+
+    caps = detect(torch.device("cpu"))
+    return {
+        "torch_cpu_capability": caps.cpu_capability,
+        "avx512_bf16": caps.avx512_bf16,
+        "amx_bf16": caps.amx_bf16,
+        "onednn_max_isa": caps.onednn_max_isa,
+    }
+
+
+def library_threads(cfg) -> dict[str, int]:
+    """Set torch's and faiss's threads as ``training.run.run`` sets them; returns the counts."""
+    import torch
+
+    from deepemocluster import clustering
+
+    threads = {"torch": cfg.train.threads, "faiss": cfg.cluster.threads or cfg.train.threads}
+    torch.set_num_threads(threads["torch"])
+    clustering.set_threads(threads["faiss"])
+    return threads
+
+
+# The results file
 
 
 def write_results(result: dict, path: Path) -> None:
@@ -101,7 +207,57 @@ def numbers(obj, prefix: str = "") -> Iterator[tuple[str, float]]:
         yield prefix, obj
 
 
-# --------------------------------------------------------------------------------------------
+# Timing and statistics
+
+
+def seconds_per_call(
+    fn: Callable[[], object], calls: int = 1, sync: Callable[[], None] | None = None
+) -> list[float]:
+    """Wall seconds of each of ``calls`` calls; ``sync`` (e.g. ``torch.cuda.synchronize``) runs
+    before the clock starts and before it stops, so queued GPU work is counted where it ran."""
+    times = []
+    for _ in range(calls):
+        if sync is not None:
+            sync()
+        began = time.perf_counter()
+        fn()
+        if sync is not None:
+            sync()
+        times.append(time.perf_counter() - began)
+    return times
+
+
+def interleaved(
+    fns: Mapping[K, Callable[[], object]],
+    rounds: int,
+    calls: int | Mapping[K, int] = 1,
+    sync: Callable[[], None] | None = None,
+    warm_up: bool = True,
+) -> dict[K, list[float]]:
+    """Seconds per call of every function: one warm-up call each (allocators, oneDNN primitive
+    caches), then ``rounds`` rounds that call each in turn (``calls`` times, or per key), so
+    every variant sees the same machine load and a ratio of two is fair on a shared machine."""
+    if warm_up:
+        for fn in fns.values():
+            fn()
+    times: dict[K, list[float]] = {key: [] for key in fns}
+    for _ in range(rounds):
+        for key, fn in fns.items():
+            n = calls if isinstance(calls, int) else calls[key]
+            times[key] += seconds_per_call(fn, n, sync)
+    return times
+
+
+def interval(values: list[float]) -> dict:
+    """Mean and two-sided 95 % t-interval (t with n - 1 degrees of freedom; needs >= 2 values)."""
+    import numpy as np
+    from scipy import stats
+
+    v = np.asarray(values, dtype=np.float64)
+    half = stats.t.ppf(0.975, len(v) - 1) * v.std(ddof=1) / np.sqrt(len(v))
+    return {"mean": float(v.mean()), "ci95": [float(v.mean() - half), float(v.mean() + half)]}
+
+
 # Memory
 
 
@@ -153,103 +309,17 @@ class RssSampler:
         self._thread.join()
         self._sample()
 
-
-# --------------------------------------------------------------------------------------------
-# The tiny demo config of the quick modes (seconds per run, for the test suite)
-
-TINY_RUN = (
-    "data.demo.n_train=48",
-    "data.demo.n_dev=16",
-    "data.demo.n_test=16",
-    "data.demo.n_unlabelled=24",
-    "data.demo.n_speakers=12",
-    "data.demo.n_episodes=0",  # configs/default.yaml's long episodes: not in a quick run
-    "features.n_mels=32",
-    "chunking.n_chunks=3",
-    "model.channels=[4,8,8,16]",
-    "model.strides=[1,2,2,2]",
-    "model.embed_dim=32",
-    "model.head_dim=32",
-    "train.batch_utterances=8",
-    "cluster.k=4",
-)
+    def memory_mib(self) -> dict[str, float | None]:
+        """This process's peak RSS (``VmHWM``), ``ru_maxrss`` and the sampled anonymous and
+        file-backed peaks (None where /proc has no such field)."""
+        return {
+            "peak_rss": rss_now_mib()["VmHWM"],
+            "ru_maxrss": peak_rss_mib(),
+            "peak_anon": self.peak.get("RssAnon"),
+            "peak_file": self.peak.get("RssFile"),
+        }
 
 
-# --------------------------------------------------------------------------------------------
-# Synthetic corpus
-
-SPLIT_SHARES = {"Train": 0.5, UNLABELLED_SPLIT: 0.44, "Development": 0.05, "Test1": 0.01}
-
-
-def utterance_frames(n: int, seed: int = 0) -> np.ndarray:
-    """Frame counts of ``n`` utterances: log-normal around 4 s (most 3-5 s), clipped to 1.5-11 s,
-    the MSP-Podcast segment range."""
-    rng = np.random.default_rng(seed)
-    seconds = np.clip(rng.lognormal(np.log(4.0), 0.2, n), 1.5, 11.0)
-    return np.round(seconds * FRAMES_PER_SECOND).astype(np.int64)
-
-
-def synthetic_corpus(folder: Path, n_utterances: int, n_mels: int, seed: int = 0) -> Corpus:
-    """A corpus whose features are written directly as a ``PackedFeatures`` memory map
-    (``folder/packed.npy``, float32, z-normalised noise) with a manifest split by ``SPLIT_SHARES``
-    (at least 2 utterances per split); Train utterances carry ratings."""
-    write_synthetic_store(folder, n_utterances, n_mels, seed)
-    return open_synthetic_corpus(folder, n_utterances, n_mels, seed)
-
-
-def synthetic_store_bytes(n_utterances: int, n_mels: int, seed: int = 0) -> int:
-    return int(utterance_frames(n_utterances, seed).sum()) * n_mels * 4
-
-
-def write_synthetic_store(folder: Path, n_utterances: int, n_mels: int, seed: int = 0) -> Path:
-    folder.mkdir(parents=True, exist_ok=True)
-    n_frames = int(utterance_frames(n_utterances, seed).sum())
-    _write_noise(folder / "packed.npy", n_frames, n_mels, seed)
-    return folder / "packed.npy"
-
-
-def open_synthetic_corpus(folder: Path, n_utterances: int, n_mels: int, seed: int = 0) -> Corpus:
-    """The corpus ``write_synthetic_store`` wrote with the same arguments (memory-mapped)."""
-    offsets = np.concatenate([[0], np.cumsum(utterance_frames(n_utterances, seed))])
-    frames = np.load(folder / "packed.npy", mmap_mode="r")
-    if frames.shape != (offsets[-1], n_mels):
-        raise ValueError(f"{folder}: store {frames.shape} does not match the arguments")
-    packed = PackedFeatures(f"synthetic-{n_utterances}", frames, offsets)
-    ones = np.ones(n_mels, dtype=np.float32)
-    return Corpus(_manifest(n_utterances, seed), packed, np.zeros_like(ones), ones, [])
-
-
-def _write_noise(path: Path, n_frames: int, n_mels: int, seed: int) -> None:
-    """Gaussian noise, written block by block from a 64 MiB pool at random shifts (fast, and no
-    two blocks alike), so a multi-GB store never sits in memory."""
-    rng = np.random.default_rng(seed)
-    pool = rng.standard_normal(2**24, dtype=np.float32)
-    out = np.lib.format.open_memmap(path, mode="w+", dtype=np.float32, shape=(n_frames, n_mels))
-    flat = out.reshape(-1)
-    block = 2**22
-    for start in range(0, flat.size, block):
-        piece = flat[start : start + block]
-        shift = int(rng.integers(0, pool.size - piece.size + 1))
-        piece[:] = pool[shift : shift + piece.size]
-    out.flush()
-    del out, flat
-
-
-def _manifest(n: int, seed: int) -> tuple[Utterance, ...]:
-    counts = {s: max(2, round(share * n)) for s, share in SPLIT_SHARES.items()}
-    counts["Train"] = n - sum(c for s, c in counts.items() if s != "Train")
-    rng = np.random.default_rng(seed + 1)
-    records = []
-    for split, count in counts.items():
-        for _ in range(count):
-            ratings = rng.uniform(1, 7, 3) if split != UNLABELLED_SPLIT else (None,) * 3
-            a, v, d = (None if r is None else float(r) for r in ratings)
-            i = len(records)
-            records.append(Utterance(f"u{i:06d}", f"u{i:06d}.wav", split, a, v, d))
-    return tuple(records)
-
-
-# --------------------------------------------------------------------------------------------
 # Child processes
 
 
@@ -265,3 +335,19 @@ def run_child(script: Path, args: list[str], env: dict[str, str] | None = None) 
     if proc.returncode != 0:
         raise RuntimeError(f"{script.name} {' '.join(args)} failed:\n{proc.stderr[-3000:]}")
     return json.loads(proc.stdout.strip().splitlines()[-1])
+
+
+def child_result(result: dict) -> int:
+    """The end of a child process: its result as the last stdout line (``run_child`` reads it)."""
+    print(json.dumps(result))
+    return 0
+
+
+def per_wait_policy(script: Path, args: list[str]) -> dict[str, dict]:
+    """``run_child(script, args)`` with the default OpenMP wait policy and with PASSIVE (read once,
+    when the OpenMP runtime starts): on a loaded machine spinning threads can cost more than
+    they save."""
+    return {
+        "default": run_child(script, args),
+        "PASSIVE": run_child(script, args, {"OMP_WAIT_POLICY": "PASSIVE"}),
+    }

@@ -1,22 +1,10 @@
 """The clustering step against scikit-learn's k-means on the same embeddings, in the same run.
 
-For every (N, K) of the grid, on the same float32 embeddings (d = 256, a Gaussian mixture,
-L2-normalised as the training loop leaves them), each repetition times in turn:
-
-- ``ours``: ``deepemocluster.clustering.cluster`` as the trainer calls it (no PCA, L2 on; faiss
-  k-means with its own initialisation, no subsampling, no early stop, then the assignment search);
-- ``ours_1_thread``: the same with faiss on one OpenMP thread;
-- ``faiss``: the same faiss settings as ``run_kmeans``, started from given initial centroids;
-- ``sklearn``: ``KMeans(algorithm="lloyd", n_init=1, init=<the same centroids>, max_iter=<the
-  same iterations>, tol=0)``; it may still stop early on "strict convergence" (no label changed),
-  so its iteration count is recorded and a per-iteration ratio is given beside the total.
-
-Both libraries run on the same threads (faiss.omp_set_num_threads, threadpoolctl). Figures are the
-best of ``--reps`` (one repetition from N = 500k up); ratios are sklearn / faiss from the same
-repetitions. A probe then repeats one cell in fresh processes with the default OpenMP wait policy
-and with ``OMP_WAIT_POLICY=PASSIVE`` (read once, when the OpenMP runtime starts): on a shared,
-loaded machine, spinning OpenMP threads can make faiss's many short parallel regions far slower
-on 2 threads than on 1.
+For every (N, K), on the same L2-normalised float32 embeddings (d = 256), each repetition times
+``clustering.cluster`` as the trainer calls it (2 threads and 1), faiss from given initial
+centroids, and scikit-learn's Lloyd k-means from the same centroids for the same iterations;
+ratios are sklearn / faiss from the same repetitions. A probe repeats one cell in fresh processes
+per OpenMP wait policy. Methods: benchmarks/README.md.
 
     python benchmarks/clustering.py [--quick] [--sizes 10000 100000 1000000] [--ks 10 30 100]
                                     [--reps R] [--skip N:K ...] [--out ...]
@@ -25,22 +13,21 @@ on 2 threads than on 1.
 from __future__ import annotations
 
 import argparse
-import json
 import sys
 import time
 from collections.abc import Callable
 from pathlib import Path
 
+import _common as bench
 import faiss
 import numpy as np
 import torch  # noqa: F401  (torch before faiss: one OpenMP runtime, as in the library)
-from _common import RESULTS_DIR, load_average, machine_info, run_child, write_results
 from sklearn.cluster import KMeans
 from threadpoolctl import threadpool_limits
 
 from deepemocluster import clustering
 
-RESULTS = RESULTS_DIR / "clustering.json"
+RESULTS = bench.RESULTS_DIR / "clustering.json"
 THREADS = 2
 DIM = 256
 ITERATIONS = 20  # cluster.iterations default
@@ -147,20 +134,16 @@ def measure_grid(sizes: list[int], ks: list[int], reps: int, skip: set[tuple[int
                 if (n, k) in skip:
                     continue
                 cells.append(measure_cell(full[:n], k, reps if n < LARGE_N else 1))
-                print_row(cells[-1], flush=True)
+                print_row(cells[-1])
     return cells
 
 
 def wait_policy_probe(n: int, k: int) -> dict:
     """One cell in fresh processes, default OpenMP wait policy against PASSIVE."""
+    cells = bench.per_wait_policy(Path(__file__), ["--cell", str(n), str(k)])
     out = {"n": n, "k": k}
-    for policy in ("default", "PASSIVE"):
-        env = {} if policy == "default" else {"OMP_WAIT_POLICY": policy}
-        cell = run_child(Path(__file__), ["--cell", str(n), str(k)], env)
-        out[policy] = {
-            "best_s": cell["best_s"],
-            "ours_1_thread_over_2": cell["ours_1_thread_over_2"],
-        }
+    for policy, cell in cells.items():
+        out[policy] = {key: cell[key] for key in ("best_s", "ours_1_thread_over_2")}
     out["default_over_passive_ours"] = (
         out["default"]["best_s"]["ours"] / out["PASSIVE"]["best_s"]["ours"]
     )
@@ -169,8 +152,7 @@ def wait_policy_probe(n: int, k: int) -> dict:
 
 def run(sizes: list[int], ks: list[int], reps: int, skip: set, probe: tuple[int, int]) -> dict:
     clustering.set_threads(THREADS)
-    load_before = load_average()
-    began = time.perf_counter()
+    load_before, began = bench.load_average(), time.perf_counter()
     cells = measure_grid(sizes, ks, reps, skip)
     wait_policy = wait_policy_probe(*probe)
     return {
@@ -184,72 +166,63 @@ def run(sizes: list[int], ks: list[int], reps: int, skip: set, probe: tuple[int,
         "cells": cells,
         "wait_policy": wait_policy,
         "wall_s": time.perf_counter() - began,
-        "machine": machine_info(("torch", "numpy", "faiss-cpu", "scikit-learn"), load_before),
+        "machine": bench.machine_info(("torch", "numpy", "faiss-cpu", "scikit-learn"), load_before),
     }
 
 
-HEADER = (
-    f"{'N':>9}{'K':>5}{'ours s':>9}{'1 thread':>10}{'faiss s':>9}{'sklearn s':>11}"
-    f"{'sk/faiss':>10}{'per iter':>10}{'sk/ours':>9}{'sk iters':>10}{'inertia f/s':>13}"
-)
+SPECS = ("9d", "5d", "9.3f", "10.3f", "9.3f", "11.3f", "10.2f", "10.2f", "9.2f", "10d", "13.4f")
+TITLES = ("N", "K", "ours s", "1 thread", "faiss s", "sklearn s", "sk/faiss", "per iter")
+TITLES += ("sk/ours", "sk iters", "inertia f/s")
 
 
-def print_row(c: dict, flush: bool = False) -> None:
+def print_row(c: dict) -> None:
     b = c["best_s"]
     sk_iters = min(c["runs"]["sklearn"], key=lambda r: r["seconds"])["iterations"]
-    print(
-        f"{c['n']:9d}{c['k']:5d}{b['ours']:9.3f}{b['ours_1_thread']:10.3f}{b['faiss']:9.3f}"
-        f"{b['sklearn']:11.3f}{c['sklearn_over_faiss']:10.2f}"
-        f"{c['sklearn_over_faiss_per_iteration']:10.2f}{c['sklearn_over_ours']:9.2f}"
-        f"{sk_iters:10d}{c['inertia_faiss_over_sklearn']:13.4f}",
-        flush=flush,
+    times = (b["ours"], b["ours_1_thread"], b["faiss"], b["sklearn"])
+    ratios = (
+        c["sklearn_over_faiss"],
+        c["sklearn_over_faiss_per_iteration"],
+        c["sklearn_over_ours"],
     )
+    values = (c["n"], c["k"], *times, *ratios, sk_iters, c["inertia_faiss_over_sklearn"])
+    print(bench.row(SPECS, values), flush=True)
 
 
-def print_probe(w: dict) -> None:
+def print_probe(r: dict) -> None:
+    w = r["wait_policy"]
     print(f"wait-policy probe, N = {w['n']}, K = {w['k']}, fresh processes (seconds):")
-    print(f"{'OMP_WAIT_POLICY':>17}{'ours':>8}{'1 thread':>10}{'faiss':>8}{'sklearn':>9}")
+    specs = (">17", "8.2f", "10.2f", "8.2f", "9.2f")
+    print(bench.header(specs, ("OMP_WAIT_POLICY", "ours", "1 thread", "faiss", "sklearn")))
     for policy in ("default", "PASSIVE"):
         b = w[policy]["best_s"]
-        print(
-            f"{policy:>17}{b['ours']:8.2f}{b['ours_1_thread']:10.2f}{b['faiss']:8.2f}"
-            f"{b['sklearn']:9.2f}"
-        )
+        print(bench.row(specs, (policy, b["ours"], b["ours_1_thread"], b["faiss"], b["sklearn"])))
+    m = r["machine"]
+    print(f"{m['processor']}; load average {m['loadavg_before']} -> {m['loadavg_after']}")
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--quick", action="store_true", help="small N, one K, one repetition")
+    parser = bench.parser(__doc__, RESULTS, "small N, one K, one repetition")
     parser.add_argument("--sizes", type=int, nargs="+", default=None, help="numbers of chunks")
     parser.add_argument("--ks", type=int, nargs="+", default=None, help="numbers of clusters")
     parser.add_argument("--reps", type=int, default=None, help="repetitions (default 3; quick 1)")
     parser.add_argument(
         "--skip", nargs="+", default=[], metavar="N:K", help="grid cells to leave out"
     )
-    parser.add_argument("--out", type=Path, default=RESULTS, help="JSON results file")
     parser.add_argument("--cell", type=int, nargs=2, help=argparse.SUPPRESS)  # probe child
     args = parser.parse_args(argv)
-    if args.cell:  # one cell, one repetition, JSON on stdout (the wait-policy probe)
+    if args.cell:  # one cell, one repetition (the wait-policy probe)
         clustering.set_threads(THREADS)
         with threadpool_limits(THREADS):
-            cell = measure_cell(embeddings(args.cell[0]), args.cell[1], 1)
-        print(json.dumps(cell))
-        return 0
+            return bench.child_result(measure_cell(embeddings(args.cell[0]), args.cell[1], 1))
     skip = {tuple(int(v) for v in s.split(":")) for s in args.skip}
     sizes = args.sizes or list(QUICK_SIZES if args.quick else SIZES)
     ks = args.ks or list(QUICK_KS if args.quick else KS)
     reps = args.reps or (1 if args.quick else 3)
     print(f"{THREADS} threads, {ITERATIONS} iterations, d = {DIM}, best of {reps}")
-    print(HEADER)
+    print(bench.header(SPECS, TITLES))
     result = run(sizes, ks, reps, skip, QUICK_PROBE if args.quick else PROBE)
-    result["mode"] = "quick" if args.quick else "full"
-    result["command"] = " ".join([Path(sys.argv[0]).name, *(argv or sys.argv[1:])])
-    print_probe(result["wait_policy"])
-    print(
-        f"load average {result['machine']['loadavg_before']} -> {result['machine']['loadavg_after']}"
-    )
-    write_results(result, args.out)
-    return 0
+    result["mode"], result["command"] = bench.mode(args.quick), bench.command(argv)
+    return bench.finish(result, args.out, print_probe)
 
 
 if __name__ == "__main__":

@@ -13,7 +13,6 @@ trajectory, not the same run faster.
 
 from __future__ import annotations
 
-import argparse
 import os
 import subprocess
 import sys
@@ -21,12 +20,11 @@ import tempfile
 import time
 from pathlib import Path
 
+import _common as bench
 import numpy as np
-from _common import RESULTS_DIR, TINY_RUN, load_average, machine_info, write_results
 from mlflow.tracking import MlflowClient
 
-ROOT = Path(__file__).resolve().parents[1]
-CONFIG = ROOT / "configs" / "default.yaml"
+CONFIG = bench.ROOT / "configs" / "default.yaml"
 
 
 def command(ranks: int, overrides: list[str]) -> list[str]:
@@ -62,7 +60,7 @@ def run_setting(ranks: int, cores: int, epochs: int, workdir: Path, extra: list[
         *extra,
     ]
     began = time.perf_counter()
-    proc = subprocess.run(command(ranks, overrides), capture_output=True, text=True, cwd=ROOT)
+    proc = subprocess.run(command(ranks, overrides), capture_output=True, text=True, cwd=bench.ROOT)
     wall = time.perf_counter() - began
     if proc.returncode != 0:
         raise RuntimeError(f"{name} failed ({proc.returncode}):\n{proc.stderr[-3000:]}")
@@ -83,17 +81,27 @@ def run_setting(ranks: int, cores: int, epochs: int, workdir: Path, extra: list[
     }
 
 
+def print_settings(result: dict) -> None:
+    print(f"{result['cores']} cores ({result['machine']['processor']}), {result['epochs']} epochs")
+    specs = (">6", ">9", "10.2f", ">10", "11.3f")
+    print(bench.header(specs, ("ranks", "threads", "epoch s", "speed-up", "Test1 CCC")))
+    for r in result["settings"]:
+        speedup = None if r["speedup_vs_1_rank"] is None else f"{r['speedup_vs_1_rank']:.2f}x"
+        values = (r["ranks"], r["threads_per_rank"], r["mean_epoch_s"], speedup)
+        print(bench.row(specs, (*values, r["test_ccc_mean"])))
+
+
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--quick", action="store_true", help="tiny corpus and encoder, seconds")
+    parser = bench.parser(
+        __doc__, bench.RESULTS_DIR / "ddp_scaling.json", "tiny corpus and encoder, seconds"
+    )
     parser.add_argument("--ranks", type=int, nargs="+", default=[1, 2])
     parser.add_argument("--cores", type=int, default=len(os.sched_getaffinity(0)))
     parser.add_argument("--epochs", type=int, default=None, help="default 4 (quick: 2)")
-    parser.add_argument("--out", type=Path, default=RESULTS_DIR / "ddp_scaling.json")
     args = parser.parse_args(argv)
     epochs = args.epochs or (2 if args.quick else 4)
-    extra = list(TINY_RUN) if args.quick else []
-    load_before = load_average()
+    extra = list(bench.TINY_RUN) if args.quick else []
+    load_before = bench.load_average()
     with tempfile.TemporaryDirectory(prefix="bench-ddp-") as workdir:
         prepare_data(Path(workdir), extra)
         rows = [run_setting(r, args.cores, epochs, Path(workdir), extra) for r in args.ranks]
@@ -102,24 +110,15 @@ def main(argv: list[str] | None = None) -> int:
         r["speedup_vs_1_rank"] = None if base is None else base / r["mean_epoch_s"]
     result = {
         "benchmark": "ddp_scaling",
-        "mode": "quick" if args.quick else "full",
+        "mode": bench.mode(args.quick),
         "config": "configs/default.yaml",
         "overrides": extra,
         "cores": args.cores,
         "epochs": epochs,
         "settings": rows,
-        "machine": machine_info(("torch",), load_before),
+        "machine": bench.machine_info(("torch",), load_before),
     }
-    write_results(result, args.out)
-    print(f"{args.cores} cores, {epochs} epochs, load {load_before}")
-    print(f"{'ranks':>6}{'threads':>9}{'epoch s':>10}{'speed-up':>10}{'Test1 CCC':>11}")
-    for r in rows:
-        speedup = "" if r["speedup_vs_1_rank"] is None else f"{r['speedup_vs_1_rank']:.2f}x"
-        print(
-            f"{r['ranks']:>6}{r['threads_per_rank']:>9}{r['mean_epoch_s']:>10.2f}"
-            f"{speedup:>10}{r['test_ccc_mean']:>11.3f}"
-        )
-    return 0
+    return bench.finish(result, args.out, print_settings)
 
 
 if __name__ == "__main__":

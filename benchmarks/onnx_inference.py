@@ -1,33 +1,23 @@
 """Inference chunks/s of the exported ONNX model in onnxruntime against the torch model, same run.
 
-The model is the library default (the reference encoder: 128 mels x 62 frames, 11 chunks per
-utterance, K = 30 clusters), randomly initialised (speed does not depend on the weights), wrapped
-in a checkpoint exactly as training writes one, then exported with ``deepemocluster.export``.
-Both backends are the ones ``python -m deepemocluster.predict`` uses (``--backend torch|onnx``),
-on 2 threads, over the same synthetic utterances of about 4 s, rounds interleaved, best of R
-(``--quick``: the test suite's tiny encoder, whose export takes seconds, not the reference one):
-
-- **network**: ratings only. torch runs ``inference.predict_utterances`` (one forward pass);
-  onnxruntime runs the graph, which also normalises the features and computes the clusters.
-- **predict**: ratings and clusters, as ``predict`` asks for them. torch makes a second forward
-  pass for the embeddings and assigns with faiss; the graph does both in its one pass.
-
-The named baseline is torch; the ratios are onnxruntime / torch from the same run.
+Both ``python -m deepemocluster.predict`` backends (``--backend torch|onnx``) on a random-weight
+checkpoint of the library default model, 2 threads, the same synthetic utterances, rounds
+interleaved, best of R: **network** (ratings only) and **predict** (ratings and clusters: torch
+makes a second forward pass and assigns with faiss, the graph does both in one). The baseline is
+torch; ratios are onnxruntime / torch from the same run.
 
     python benchmarks/onnx_inference.py [--quick] [--utterances N] [--rounds R] [--out ...]
 """
 
 from __future__ import annotations
 
-import argparse
 import sys
 import tempfile
-import time
 from pathlib import Path
 
+import _common as bench
 import numpy as np
 import torch
-from _common import RESULTS_DIR, TINY_RUN, load_average, machine_info, write_results
 
 from deepemocluster.checkpoint import Checkpoint, ClusterSpace
 from deepemocluster.clustering import Projection
@@ -35,12 +25,12 @@ from deepemocluster.config import load_config, to_yaml
 from deepemocluster.data.features import PackedFeatures
 from deepemocluster.data.labels import LabelScaler
 from deepemocluster.model import build_model
-from deepemocluster.runtime.hardware import detect
 from deepemocluster.serving.export import export
 from deepemocluster.serving.onnx_backend import OnnxBackend
 from deepemocluster.serving.predict import TorchBackend
 
 THREADS = 2
+RUNTIMES = ("torch", "onnxruntime")
 
 
 def random_checkpoint(cfg, n_mels: int, seed: int = 0) -> Checkpoint:
@@ -70,92 +60,82 @@ def utterances(n: int, n_mels: int, seed: int = 0) -> PackedFeatures:
     return PackedFeatures("bench", frames, np.concatenate([[0], np.cumsum(lengths)]))
 
 
-def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    parser.add_argument(
-        "--quick", action="store_true", help="tiny encoder, 4 utterances, 1 round (tests)"
-    )
-    parser.add_argument("--utterances", type=int, default=64)
-    parser.add_argument("--rounds", type=int, default=5)
-    parser.add_argument("--out", type=Path, default=RESULTS_DIR / "onnx_inference.json")
-    args = parser.parse_args(argv)
-    n_utt, rounds = (4, 1) if args.quick else (args.utterances, args.rounds)
-    load_before = load_average()
-    torch.set_num_threads(THREADS)
-
-    cfg = load_config(overrides=["data.root=/unused", *(TINY_RUN if args.quick else ())])
-    n_mels = cfg.features.n_mels
-    torch_backend = TorchBackend.from_checkpoint(random_checkpoint(cfg, n_mels))
+def measure(cfg, n_utt: int, rounds: int) -> tuple[dict, dict]:
+    """Per task, each backend's best chunks/s and the ratio; and how far their outputs differ."""
+    torch_backend = TorchBackend.from_checkpoint(random_checkpoint(cfg, cfg.features.n_mels))
     with tempfile.TemporaryDirectory() as tmp:
-        onnx_file = export(torch_backend, Path(tmp) / "model.onnx")
-        onnx_backend = OnnxBackend.load(onnx_file, threads=THREADS)
-        packed = utterances(n_utt, n_mels)
-        rows = np.arange(n_utt)
+        onnx_backend = OnnxBackend.load(export(torch_backend, Path(tmp) / "model.onnx"), THREADS)
+        packed, rows = utterances(n_utt, cfg.features.n_mels), np.arange(n_utt)
         torch_ds, onnx_ds = torch_backend.dataset(packed, rows), onnx_backend.dataset(packed, rows)
-        n_chunks = torch_ds.n_total_chunks
-
         cases = {
             ("torch", "network"): lambda: torch_backend.run(torch_ds),
             ("onnxruntime", "network"): lambda: onnx_backend.run(onnx_ds),
             ("torch", "predict"): lambda: torch_backend.run(torch_ds, clusters=True),
             ("onnxruntime", "predict"): lambda: onnx_backend.run(onnx_ds, clusters=True),
         }
-        seconds: dict[tuple[str, str], list[float]] = {case: [] for case in cases}
-        for fn in cases.values():  # warm-up: allocators, oneDNN primitives, ORT arenas
-            fn()
-        for _ in range(rounds):
-            for case, fn in cases.items():
-                start = time.perf_counter()
-                fn()
-                seconds[case].append(time.perf_counter() - start)
-        a = torch_backend.run(torch_ds, clusters=True)
-        b = onnx_backend.run(onnx_ds, clusters=True)
-
+        seconds = bench.interleaved(cases, rounds)
+        a, b = cases["torch", "predict"](), cases["onnxruntime", "predict"]()
     figures = {}
     for task in ("network", "predict"):
-        rate = {
-            runtime: n_chunks / min(seconds[(runtime, task)])
-            for runtime in ("torch", "onnxruntime")
-        }
+        rate = {r: torch_ds.n_total_chunks / min(seconds[r, task]) for r in RUNTIMES}
         figures[task] = {
             "torch_chunks_per_s": rate["torch"],
             "onnxruntime_chunks_per_s": rate["onnxruntime"],
             "ratio_onnxruntime_over_torch": rate["onnxruntime"] / rate["torch"],
-            "all_seconds": {r: seconds[(r, task)] for r in ("torch", "onnxruntime")},
+            "all_seconds": {r: seconds[r, task] for r in RUNTIMES},
         }
-    caps = detect(torch.device("cpu"))
+    agreement = {
+        "chunks": torch_ds.n_total_chunks,
+        "max_abs_rating_difference": float(np.abs(a.ratings - b.ratings).max()),
+        "same_chunk_clusters": bool((a.chunk_clusters == b.chunk_clusters).all()),
+    }
+    return figures, agreement
+
+
+def print_figures(result: dict) -> None:
+    for task in ("network", "predict"):
+        f = result[task]
+        print(
+            f"{task:8s} torch {f['torch_chunks_per_s']:8.1f} chunks/s   onnxruntime "
+            f"{f['onnxruntime_chunks_per_s']:8.1f} chunks/s   ratio "
+            f"{f['ratio_onnxruntime_over_torch']:.2f}x"
+        )
+    kind = result["cpu_kind"]["torch_cpu_capability"]
+    print(f"CPU: {result['machine']['processor']} (torch kernels {kind})")
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = bench.parser(
+        __doc__, bench.RESULTS_DIR / "onnx_inference.json", "tiny encoder, 4 utterances, 1 round"
+    )
+    parser.add_argument("--utterances", type=int, default=64)
+    parser.add_argument("--rounds", type=int, default=5)
+    args = parser.parse_args(argv)
+    n_utt, rounds = (4, 1) if args.quick else (args.utterances, args.rounds)
+    load_before = bench.load_average()
+    torch.set_num_threads(THREADS)
+    cfg = load_config(overrides=["data.root=/unused", *(bench.TINY_RUN if args.quick else ())])
+    figures, agreement = measure(cfg, n_utt, rounds)
+    caps = bench.cpu_capabilities()
     result = {
         "benchmark": "onnx_inference",
-        "mode": "quick" if args.quick else "full",
-        "machine": machine_info(("torch", "onnxruntime", "onnx", "numpy"), load_before),
-        "cpu_kind": {
-            "torch_cpu_capability": caps.cpu_capability,
-            "avx512_bf16": caps.avx512_bf16,
-            "amx_bf16": caps.amx_bf16,
-        },
+        "mode": bench.mode(args.quick),
+        "machine": bench.machine_info(("torch", "onnxruntime", "onnx", "numpy"), load_before),
+        "cpu_kind": {k: caps[k] for k in ("torch_cpu_capability", "avx512_bf16", "amx_bf16")},
         "settings": {
             "threads": THREADS,
             "utterances": n_utt,
-            "chunks": n_chunks,
+            "chunks": agreement.pop("chunks"),
             "rounds": rounds,
             "eval_batch_chunks": cfg.train.eval_batch_chunks,
-            "n_mels": n_mels,
+            "n_mels": cfg.features.n_mels,
             "clusters": cfg.cluster.k,
         },
         "baseline": "torch",
-        "max_abs_rating_difference": float(np.abs(a.ratings - b.ratings).max()),
-        "same_chunk_clusters": bool((a.chunk_clusters == b.chunk_clusters).all()),
+        **agreement,
         **figures,
     }
-    for task in ("network", "predict"):
-        f = figures[task]
-        print(
-            f"{task:8s} torch {f['torch_chunks_per_s']:8.1f} chunks/s   onnxruntime "
-            f"{f['onnxruntime_chunks_per_s']:8.1f} chunks/s   ratio {f['ratio_onnxruntime_over_torch']:.2f}x"
-        )
-    print(f"CPU: {result['machine']['processor']} (torch kernels {caps.cpu_capability})")
-    write_results(result, args.out)
-    return 0
+    return bench.finish(result, args.out, print_figures)
 
 
 if __name__ == "__main__":

@@ -1,31 +1,15 @@
 """Model quality: Test1 CCC of the model with and without clustering against ridge regression on
 pooled statistics, at several label fractions and seeds, with paired differences.
 
-For each label fraction (`data.label_fraction`) and seed (`train.seed`: initialisation, sampling
-and which Train utterances keep their labels), on one corpus, one feature store and one labelled
-subset, three methods are scored per attribute:
-
-- `ridge`: closed-form ridge regression on pooled statistics of each utterance's features (the
-  run's own log-mel settings), fit on the labelled Train utterances, features standardised with
-  their statistics, alpha chosen per attribute on Development by CCC;
-- `no_clustering`: the training entry point with `model.aux_head=none`;
-- `clustering`: the same with clustering (the config as it is).
-
-Per fraction: the mean over seeds with a 95 % t-interval, and the paired differences between
-methods (same seed, same labelled subset) with theirs. Every CCC is `deepemocluster.metrics.ccc`.
+Per label fraction and seed (one corpus, one feature store, one labelled subset): ``ridge``
+(``pooled_ridge.py``), ``no_clustering`` (``model.aux_head=none``) and ``clustering`` (the config
+as it is), each model a full training run; per fraction the mean over seeds with a 95 %
+t-interval and the paired differences with theirs. The JSON is rewritten after every run.
+Options (``--corpus-seed``, ``--compare``, ``--jobs``): benchmarks/README.md.
 
     python benchmarks/quality.py [--quick] [--seeds 0 1 2] [--fractions 1.0 0.1]
         [--methods ridge no_clustering clustering] [--corpus-seed N]
         [--compare KEY=V1,V2,...] [--jobs N] [--out FILE] [key=value ...]
-
-`--corpus-seed N` builds a second demo corpus (`data.demo.seed=N`: other speakers and sentences)
-beside the default one and writes `quality_corpus<N>.json`. `--methods ridge` scores the ridge
-alone (a minute). `--compare model.pooling=mean,attention` trains each model method once per
-value (`clustering[attention]`, ...) and adds the paired differences of every value against the
-first (`clustering[attention]-clustering[mean]`), of clustering against no clustering at each
-value, and against the ridge. `--quick` trains tiny models on a tiny corpus (the test suite's smoke run). The
-JSON is rewritten after every run, so a long benchmark keeps what it finished. `--jobs N` runs N
-model runs side by side, each in its own process with `train.threads` // N threads.
 """
 
 from __future__ import annotations
@@ -40,29 +24,23 @@ from concurrent.futures import ProcessPoolExecutor, as_completed
 from dataclasses import dataclass
 from pathlib import Path
 
+import _common as bench
 import numpy as np
-from _common import RESULTS_DIR, TINY_RUN, load_average, machine_info, write_results
 from omegaconf import DictConfig
 from pooled_ridge import STATISTICS, ridge_scores
-from scipy import stats
 
 from deepemocluster.config import load_config
 from deepemocluster.data.corpus import load_corpus
 from deepemocluster.statistics_ridge.ridge import ALPHAS
 from deepemocluster.training.run import run
 
-ROOT = Path(__file__).resolve().parents[1]
-CONFIG = ROOT / "configs" / "default.yaml"
+CONFIG = bench.ROOT / "configs" / "default.yaml"
 METHODS = ("ridge", "no_clustering", "clustering")
 # (minuend, subtrahend): what the issue asks the model to win
 DIFFERENCES = (("clustering", "ridge"), ("no_clustering", "ridge"), ("clustering", "no_clustering"))
 # overrides that only say where things are: left out of the JSON
 PATHS = ("data.root", "features.store", "tracking.runs_dir", "tracking.run_name")
-QUICK = (*TINY_RUN, "features.workers=1", "train.epochs=1", "train.threads=1")
-
-
-# --------------------------------------------------------------------------------------------
-# Runs
+QUICK = (*bench.TINY_RUN, "features.workers=1", "train.epochs=1", "train.threads=1")
 
 
 def method_ccc(method: str, cfg: DictConfig, name: str) -> tuple[dict[str, float], dict]:
@@ -115,13 +93,6 @@ def differences(names: list[str], compare: tuple[str, list[str]] | None) -> list
     return pairs + [(n, "ridge") for n in names if n != "ridge" and "ridge" in names]
 
 
-def interval(values: list[float]) -> dict:
-    """Mean and two-sided 95 % t-interval over seeds (needs ≥ 2 values)."""
-    v = np.asarray(values, dtype=np.float64)
-    half = stats.t.ppf(0.975, len(v) - 1) * v.std(ddof=1) / np.sqrt(len(v))
-    return {"mean": float(v.mean()), "ci95": [float(v.mean() - half), float(v.mean() + half)]}
-
-
 def summarise(
     runs: list[dict],
     fraction: float,
@@ -139,12 +110,15 @@ def summarise(
     if len(seeds) < 2:
         return {}
     summary = {
-        m: {k: interval([s[seed][k] for seed in seeds]) for k in keys} for m, s in scores.items()
+        m: {k: bench.interval([s[seed][k] for seed in seeds]) for k in keys}
+        for m, s in scores.items()
     }
     differences = {}
     for a, b in pairs:
         per_seed = {k: [scores[a][seed][k] - scores[b][seed][k] for seed in seeds] for k in keys}
-        differences[f"{a}-{b}"] = {k: {**interval(d), "per_seed": d} for k, d in per_seed.items()}
+        differences[f"{a}-{b}"] = {
+            k: {**bench.interval(d), "per_seed": d} for k, d in per_seed.items()
+        }
     ridge = summary["ridge"]["mean"]["mean"] if "ridge" in summary else 0.0
     ratios = {m: summary[m]["mean"]["mean"] / ridge for m in methods if ridge > 0}
     return {
@@ -188,15 +162,15 @@ class Task:
 def make_task(
     fraction: float,
     seed: int,
-    name: str,
-    method: str,
-    extra: list[str],
+    planned: tuple[str, str, list[str]],
     shared: list[str],
     workdir: Path,
     threads: int | None,
 ) -> Task:
-    """A task with its own run folder and MLflow store (jobs run side by side), and with
-    ``threads`` its share of ``train.threads`` (None: the config's)."""
+    """A task (``planned`` is one of ``plan``'s runs) with its own run folder and MLflow store
+    (jobs run side by side), and with ``threads`` its share of ``train.threads`` (None: the
+    config's)."""
+    name, method, extra = planned
     run_name = f"quality-{name.replace('[', '-').rstrip(']')}-{fraction}-{seed}"
     overrides = [
         *shared,
@@ -205,11 +179,9 @@ def make_task(
         f"tracking.runs_dir={workdir / 'runs' / run_name}",
         f"tracking.run_name={run_name}",
         *extra,
+        *(["model.aux_head=none"] if method == "no_clustering" else []),
+        *([] if threads is None else [f"train.threads={threads}"]),
     ]
-    if method == "no_clustering":
-        overrides.append("model.aux_head=none")
-    if threads is not None:
-        overrides.append(f"train.threads={threads}")
     return Task(fraction, seed, name, method, extra, overrides)
 
 
@@ -256,42 +228,39 @@ def print_summary(summary: dict, keys: list[str]) -> None:
             print("mean CCC / ridge's: " + ", ".join(f"{m} {r:.2f}" for m, r in ratios))
 
 
-def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--quick", action="store_true", help="tiny corpus and models, 2 seeds")
+def arguments(argv: list[str] | None) -> tuple[argparse.Namespace, tuple[str, list[str]] | None]:
+    """The parsed command line (seeds defaulted) and ``--compare`` as (key, values)."""
+    parser = bench.parser(__doc__, None, "tiny corpus and models, 2 seeds")
     parser.add_argument("--seeds", type=int, nargs="+", default=None, help="default 0 1 2")
     parser.add_argument("--fractions", type=float, nargs="+", default=[1.0, 0.1])
     parser.add_argument("--methods", nargs="+", choices=METHODS, default=list(METHODS))
     parser.add_argument("--corpus-seed", type=int, default=None, help="data.demo.seed")
-    parser.add_argument(
-        "--compare", default=None, metavar="KEY=V1,V2", help="each model method per value"
-    )
-    parser.add_argument(
-        "--jobs", type=int, default=1, help="model runs side by side, train.threads split"
-    )
+    parser.add_argument("--compare", metavar="KEY=V1,V2", help="each model method per value")
+    parser.add_argument("--jobs", type=int, default=1, help="model runs side by side")
     parser.add_argument("--out", type=Path, default=None, help="default results/quality.json")
     parser.add_argument("overrides", nargs="*", help="key=value config overrides for every run")
     args = parser.parse_args(argv)
-    seeds = args.seeds or ([0, 1] if args.quick else [0, 1, 2])
-    if len(seeds) < 2:
+    args.seeds = args.seeds or ([0, 1] if args.quick else [0, 1, 2])
+    if len(args.seeds) < 2:
         parser.error("intervals need at least 2 seeds")
     if args.jobs < 1:
         parser.error(f"--jobs {args.jobs}: need at least 1")
-    compare = None
-    if args.compare is not None:
-        key, _, values = args.compare.partition("=")
-        compare = (key, values.split(","))
-        if not key or len(compare[1]) < 2 or "" in compare[1]:
-            parser.error(f"--compare {args.compare}: expected KEY=V1,V2[,...]")
-    methods = [m for m in METHODS if m in args.methods]
-    runs_per_seed = plan(methods, compare)
+    if args.compare is None:
+        return args, None
+    key, _, values = args.compare.partition("=")
+    if not key or len(values.split(",")) < 2 or "" in values.split(","):
+        parser.error(f"--compare {args.compare}: expected KEY=V1,V2[,...]")
+    return args, (key, values.split(","))
+
+
+def main(argv: list[str] | None = None) -> int:
+    args, compare = arguments(argv)
+    runs_per_seed = plan([m for m in METHODS if m in args.methods], compare)
     names = [name for name, _, _ in runs_per_seed]
     pairs = differences(names, compare)
     suffix = "" if args.corpus_seed is None else f"_corpus{args.corpus_seed}"
-    out = args.out or RESULTS_DIR / f"quality{suffix}.json"
-    load_before = load_average()
-    runs: list[dict] = []
-    summary: dict = {}
+    out = args.out or bench.RESULTS_DIR / f"quality{suffix}.json"
+    load_before, runs, summary = bench.load_average(), [], {}
     with tempfile.TemporaryDirectory(prefix="bench-quality-") as tmp:
         shared = configure(args, Path(tmp))
         base = load_config(CONFIG, shared)
@@ -299,41 +268,38 @@ def main(argv: list[str] | None = None) -> int:
         load_corpus(base)  # generated and extracted once, before any job
         threads = max(1, base.train.threads // args.jobs) if args.jobs > 1 else None
         tasks = [
-            make_task(fraction, seed, name, method, extra, shared, Path(tmp), threads)
+            make_task(fraction, seed, planned, shared, Path(tmp), threads)
             for fraction in args.fractions
-            for seed in seeds
-            for name, method, extra in runs_per_seed
+            for seed in args.seeds
+            for planned in runs_per_seed
         ]
 
         def record(task: Task, scores: dict, details: dict) -> None:
+            compared = {"compared": task.extra} if compare else {}
             runs.append(
                 {"fraction": task.fraction, "seed": task.seed, "method": task.name, "ccc": scores}
                 | details
-                | ({"compared": task.extra} if compare else {})
+                | compared
             )
             print(f"{task.fraction} seed {task.seed} {task.name}: mean CCC {scores['mean']:.3f}")
             summary.update({str(f): summarise(runs, f, keys, names, pairs) for f in args.fractions})
-            write_results(
-                {
-                    "benchmark": "quality",
-                    "mode": "quick" if args.quick else "full",
-                    "config": "configs/default.yaml",
-                    "overrides": [o for o in shared if o.split("=")[0] not in PATHS],
-                    "compare": None
-                    if compare is None
-                    else {"key": compare[0], "values": compare[1]},
-                    "corpus_seed": base.data.demo.seed,
-                    "seeds": seeds,
-                    "fractions": args.fractions,
-                    "methods": names,
-                    "jobs": args.jobs,
-                    "ridge": {"statistics": STATISTICS, "alphas": list(ALPHAS)},
-                    "summary": summary,
-                    "runs": runs,
-                    "machine": machine_info(("torch", "numpy"), load_before),
-                },
-                out,
-            )
+            result = {
+                "benchmark": "quality",
+                "mode": bench.mode(args.quick),
+                "config": "configs/default.yaml",
+                "overrides": [o for o in shared if o.split("=")[0] not in PATHS],
+                "compare": None if compare is None else {"key": compare[0], "values": compare[1]},
+                "corpus_seed": base.data.demo.seed,
+                "seeds": args.seeds,
+                "fractions": args.fractions,
+                "methods": names,
+                "jobs": args.jobs,
+                "ridge": {"statistics": STATISTICS, "alphas": list(ALPHAS)},
+                "summary": summary,
+                "runs": runs,
+                "machine": bench.machine_info(("torch", "numpy"), load_before),
+            }
+            bench.write_results(result, out)
 
         run_tasks(tasks, args.jobs, record)
     print_summary(summary, keys)

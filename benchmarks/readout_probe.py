@@ -1,35 +1,21 @@
 """Where a trained model keeps what it knows of each attribute, and how much of it the regressor
-uses: the pooled-statistics ridge's rule (closed form, alpha per attribute on Development,
-``pooled_ridge.py``) refit on the labelled Train utterances' means of what the regressor reads,
-part by part, scored on Test beside the model's own Test CCC.
-
-- ``embedding``: the encoder output of each chunk (what the heads share);
-- ``statistics``: the per-chunk spectral statistics (``model.statistics``; computed here whether
-  or not the model reads them: they have no weights);
-- ``embedding+statistics``: both, as the regressor sees them with ``model.statistics=true``;
-- ``pooled statistics``: the quality benchmark's ridge on the utterance's own log-mel statistics.
-
-A part whose ridge is far above the model holds information the regressor did not learn to use;
-a part whose ridge is near zero does not hold it. The ridge sees the utterance mean of each part,
-the model its own pooling.
+uses: the quality benchmark's ridge (``pooled_ridge.py``) refit on the labelled Train utterances'
+means of each part the regressor reads (the encoder output, the chunk statistics, both) and on
+the pooled statistics, scored on Test beside the model's own Test CCC. A part whose ridge is far
+above the model holds what the regressor did not learn to use. Methods: benchmarks/README.md.
 
     python benchmarks/readout_probe.py RUN_FOLDER [RUN_FOLDER ...] [--out ...]
-
-A run folder is what training writes (``config.yaml``, ``checkpoint_best.pt``), e.g. a study's
-trial folders.
 """
 
 from __future__ import annotations
 
-import argparse
 from collections import defaultdict
 from pathlib import Path
 
+import _common as bench
 import numpy as np
 import torch
-from _common import RESULTS_DIR, load_average, machine_info, write_results
 from pooled_ridge import corpus_statistics, select_and_score
-from quality import interval
 
 from deepemocluster.checkpoint import Checkpoint
 from deepemocluster.data.corpus import load_corpus
@@ -119,7 +105,7 @@ def summarise(runs: list[dict]) -> dict:
 
 def _cell(values: list[float]) -> dict:
     """Mean and 95 % interval; a single run has no interval."""
-    return interval(values) if len(values) > 1 else {"mean": values[0], "ci95": None}
+    return bench.interval(values) if len(values) > 1 else {"mean": values[0], "ci95": None}
 
 
 def print_summary(summary: dict) -> None:
@@ -135,23 +121,19 @@ def print_summary(summary: dict) -> None:
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser = bench.parser(__doc__, bench.RESULTS_DIR / "readout_probe.json")
     parser.add_argument("runs", nargs="+", type=Path, help="trained run folders")
-    parser.add_argument("--out", type=Path, default=RESULTS_DIR / "readout_probe.json")
     args = parser.parse_args(argv)
-    load_before = load_average()
+    load_before = bench.load_average()
     runs = [probe(folder) for folder in args.runs]
-    summary = summarise(runs)
-    print_summary(summary)
     result = {
         "benchmark": "readout_probe",
         "parts": list(PARTS),
         "runs": runs,
-        "summary": summary,
-        "machine": machine_info(("torch", "numpy"), load_before),
+        "summary": summarise(runs),
+        "machine": bench.machine_info(("torch", "numpy"), load_before),
     }
-    write_results(result, args.out)
-    return 0
+    return bench.finish(result, args.out, lambda r: print_summary(r["summary"]))
 
 
 if __name__ == "__main__":

@@ -1,32 +1,11 @@
 """Scale: one epoch's time and peak memory against corpus size, on synthetic feature stores.
 
-For each size, a packed feature store (the ``PackedFeatures`` layout, float32, 64 mels, utterances
-of 1.5-11 s around 4 s) is written straight to disk, then a fresh process runs one real
-``Trainer.run_epoch`` over it (joint clustering, a small encoder) and reports:
-
-- the epoch's seconds by part, with the embedding pass, k-means and the Development pass run in
-  full and the training pass cut to ``--steps`` batches and extrapolated to the full epoch
-  (flagged ``extrapolated`` in the JSON);
-- peak memory over the epoch: the process's peak RSS (``VmHWM``; what a job scheduler sees, and
-  it would count resident pages of a memory-mapped store too), ``ru_maxrss`` (the same, except
-  that a child inherits its parent's high-water mark, so the stores are written by a child of
-  their own), and the peaks of anonymous and file-backed RSS sampled from /proc/self/status,
-  beside the size of the embedding matrix that k-means needs (N chunks x d x 4 bytes), the one
-  array that is meant to grow with the corpus.
-
-Threads are the library defaults, set as ``train.run`` sets them (``train.threads`` for torch,
-``cluster.threads`` or else ``train.threads`` for faiss).
-
-A read probe then reads every training chunk of the largest store in fresh processes, once with
-``ChunkDataset.chunk_batch`` (``os.preadv`` into the batch buffer) and once by slicing the memory
-map (the read path before it, kept here for comparison), to show the store's page cache apart
-from the process's own memory. The store is deleted after each size. Verdicts: peak RSS grows
-< 20 % from the smallest to the largest size, given in total and without the embedding matrix;
-epoch time per utterance stays within +-20 % (linear); k-means takes <= 10 % of the epoch. A
-training step costs the same at every size (same batch, same model), so every size's training
-pass is costed at the median step time over all sizes: load swings between the sizes' runs would
-otherwise pass for non-linearity. The passes whose cost does depend on the corpus (embedding,
-k-means, reads, Development) are also given per utterance on their own.
+For each size a packed store (float32, 64 mels) is written straight to disk, then a fresh process
+runs one real ``Trainer.run_epoch`` over it (joint clustering, a small encoder; the training pass
+cut to ``--steps`` batches and extrapolated) and reports its seconds by part and its peak memory
+beside the N x d embedding matrix k-means needs. A read probe reads the largest store through
+``os.preadv`` and through the memory map. Verdicts: peak RSS grows < 20 %, time per utterance
+within +-20 %, k-means <= 10 % of the epoch. Methods: benchmarks/README.md.
 
     python benchmarks/scale.py [--quick] [--sizes 10000 30000 100000] [--steps S]
                                [--workdir /tmp] [--plot docs/img/perf_scale.png] [--out ...]
@@ -51,31 +30,20 @@ from pathlib import Path
 import deepemocluster  # noqa: F401
 
 # isort: on
+import _common as bench
 import numpy as np
 import torch
-from _common import (
-    RESULTS_DIR,
-    RssSampler,
-    load_average,
-    machine_info,
-    open_synthetic_corpus,
-    peak_rss_mib,
-    rss_now_mib,
-    run_child,
-    synthetic_store_bytes,
-    write_results,
-    write_synthetic_store,
-)
-from omegaconf import DictConfig
-from train_throughput import QUICK, bench_config, profile_epoch, profiled_trainer
+from _encoder import bench_config
+from _epoch import profile_epoch, profiled_trainer
+from _synthetic import open_synthetic_corpus, synthetic_store_bytes, write_synthetic_store
+from train_throughput import TOY_ENCODER
 
-from deepemocluster import clustering
 from deepemocluster.data.features import ArrayRows
 from deepemocluster.training.data import build_data
 from deepemocluster.training.trainer import Trainer
 
-RESULTS = RESULTS_DIR / "scale.json"
-PLOT = Path(__file__).resolve().parents[1] / "docs" / "img" / "perf_scale.png"
+RESULTS = bench.RESULTS_DIR / "scale.json"
+PLOT = bench.ROOT / "docs" / "img" / "perf_scale.png"
 MAX_RSS_GROWTH, MAX_TIME_DEVIATION, MAX_KMEANS_SHARE = 0.20, 0.20, 0.10
 
 
@@ -94,23 +62,19 @@ SMALL_ENCODER = (
     "train.batch_utterances=32",
 )
 FULL = Setup((10_000, 30_000, 100_000), 64, SMALL_ENCODER, 20)
-QUICK_SETUP = Setup((200, 600), 32, QUICK.overrides, 3)
-
-
-# --------------------------------------------------------------------------------------------
-# In the child process
+QUICK_SETUP = Setup((200, 600), 32, TOY_ENCODER, 3)
 
 
 def epoch_child(folder: Path, n: int, setup: Setup) -> dict:
     """One profiled epoch over the store in ``folder``, with this process's memory readings."""
-    rss_start = rss_now_mib()
+    rss_start = bench.rss_now_mib()
     cfg = bench_config([*setup.overrides, f"train.max_steps_per_pass={setup.steps or 0}"])
-    threads = library_threads(cfg)
+    threads = bench.library_threads(cfg)
     data = build_data(open_synthetic_corpus(folder, n, setup.n_mels), cfg)
     trainer, timings = profiled_trainer(cfg, data, torch.device("cpu"))
     _warm_up(trainer)
-    rss_ready = rss_now_mib()
-    with RssSampler() as sampler:
+    rss_ready = bench.rss_now_mib()
+    with bench.RssSampler() as sampler:
         profile = profile_epoch(trainer, timings)
     embedding_mib = data.train.n_total_chunks * cfg.model.head_dim * 4 / 2**20
     return {
@@ -121,23 +85,12 @@ def epoch_child(folder: Path, n: int, setup: Setup) -> dict:
         "omp_wait_policy": os.environ.get("OMP_WAIT_POLICY"),
         **profile,
         "memory_mib": {
-            "peak_rss": rss_now_mib()["VmHWM"],
-            "ru_maxrss": peak_rss_mib(),
-            "peak_anon": sampler.peak.get("RssAnon"),
-            "peak_file": sampler.peak.get("RssFile"),
+            **sampler.memory_mib(),
             "start": rss_start,
             "ready": rss_ready,
             "embedding_matrix": embedding_mib,
         },
     }
-
-
-def library_threads(cfg: DictConfig) -> dict[str, int]:
-    """Thread counts as ``train.run`` sets them."""
-    threads = {"torch": cfg.train.threads, "faiss": cfg.cluster.threads or cfg.train.threads}
-    torch.set_num_threads(threads["torch"])
-    clustering.set_threads(threads["faiss"])
-    return threads
 
 
 def _warm_up(trainer: Trainer) -> None:
@@ -159,7 +112,7 @@ def read_child(folder: Path, n: int, setup: Setup, method: str) -> dict:
     if method == "mmap":
         ds.source = ArrayRows(corpus.packed.frames)
     batch = cfg.train.eval_batch_chunks
-    with RssSampler() as sampler:
+    with bench.RssSampler() as sampler:
         began = time.perf_counter()
         for start in range(0, ds.n_total_chunks, batch):
             ds.chunk_batch(np.arange(start, min(start + batch, ds.n_total_chunks)))
@@ -169,15 +122,8 @@ def read_child(folder: Path, n: int, setup: Setup, method: str) -> dict:
         "chunks": ds.n_total_chunks,
         "seconds": seconds,
         "chunks_per_s": ds.n_total_chunks / seconds,
-        "peak_rss_mib": rss_now_mib()["VmHWM"],
-        "ru_maxrss_mib": peak_rss_mib(),
-        "peak_anon_mib": sampler.peak.get("RssAnon"),
-        "peak_file_mib": sampler.peak.get("RssFile"),
+        **{f"{k}_mib": v for k, v in sampler.memory_mib().items()},
     }
-
-
-# --------------------------------------------------------------------------------------------
-# In the parent
 
 
 def measure_size(n: int, setup: Setup, workdir: Path, flags: list[str], read_probe: bool) -> dict:
@@ -190,12 +136,12 @@ def measure_size(n: int, setup: Setup, workdir: Path, flags: list[str], read_pro
     folder = workdir / f"store-{n}"
     try:
         args = [str(folder), str(n), *flags]
-        written = run_child(Path(__file__), ["--write-child", *args])["seconds"]
-        result = run_child(Path(__file__), ["--epoch-child", *args])
+        written = bench.run_child(Path(__file__), ["--child", "write", *args])["seconds"]
+        result = bench.run_child(Path(__file__), ["--child", "epoch", *args])
         if read_probe:
+            methods = ("mmap", "preadv")
             result["read_probe"] = [
-                run_child(Path(__file__), ["--read-child", method, *args])
-                for method in ("mmap", "preadv")
+                bench.run_child(Path(__file__), ["--child", m, *args]) for m in methods
             ]
     finally:
         shutil.rmtree(folder, ignore_errors=True)
@@ -302,13 +248,12 @@ def plot(result: dict, path: Path) -> None:
 
 
 def run(setup: Setup, workdir: Path, flags: list[str]) -> dict:
-    load_before = load_average()
-    began = time.perf_counter()
+    load_before, began = bench.load_average(), time.perf_counter()
     rows = []
     for i, n in enumerate(sorted(setup.sizes)):
         last = i == len(setup.sizes) - 1
         rows.append(measure_size(n, setup, workdir, flags, read_probe=last))
-        print_row(rows[-1], flush=True)
+        print(bench.row(SPECS, row_values(rows[-1])), flush=True)
     return {
         "benchmark": "scale",
         "setup": {
@@ -322,30 +267,40 @@ def run(setup: Setup, workdir: Path, flags: list[str]) -> dict:
         "sizes": rows,
         "verdicts": verdicts(rows),
         "wall_s": time.perf_counter() - began,
-        "machine": machine_info(("torch", "numpy", "faiss-cpu"), load_before),
+        "machine": bench.machine_info(("torch", "numpy", "faiss-cpu"), load_before),
     }
 
 
-HEADER = (
-    f"{'utts':>7}{'chunks':>8}{'store GiB':>10}{'epoch s':>9}{'embed':>7}{'kmeans':>7}"
-    f"{'train*':>7}{'read':>7}{'peak RSS MiB':>13}{'anon':>7}{'file':>7}{'emb MiB':>8}"
+SPECS = (
+    "7d",
+    "8d",
+    "10.2f",
+    "9.1f",
+    "7.1f",
+    "7.1f",
+    "7.1f",
+    "7.1f",
+    "13.0f",
+    "7.0f",
+    "7.0f",
+    "8.0f",
 )
+TITLES = ("utts", "chunks", "store GiB", "epoch s", "embed", "kmeans", "train*", "read")
+TITLES += ("peak RSS MiB", "anon", "file", "emb MiB")
 
 
-def print_row(r: dict, flush: bool = False) -> None:
+def row_values(r: dict) -> tuple:
     p, m = r["parts_s"], r["memory_mib"]
-    print(
-        f"{r['utterances']:7d}{r['training_chunks']:8d}{r['store_gib']:10.2f}{r['epoch_s']:9.1f}"
-        f"{p['embedding_forward']:7.1f}{p['kmeans']:7.1f}{p['training_steps']:7.1f}"
-        f"{p['data_loading']:7.1f}{m['peak_rss']:13.0f}{m['peak_anon']:7.0f}{m['peak_file']:7.0f}"
-        f"{m['embedding_matrix']:8.0f}",
-        flush=flush,
-    )
+    parts = (p["embedding_forward"], p["kmeans"], p["training_steps"], p["data_loading"])
+    memory = (m["peak_rss"], m["peak_anon"], m["peak_file"], m["embedding_matrix"])
+    return (r["utterances"], r["training_chunks"], r["store_gib"], r["epoch_s"], *parts, *memory)
 
 
 def print_summary(r: dict) -> None:
     v, threads = r["verdicts"], r["setup"]["threads"]
-    print("* training steps extrapolated from the batches run; times in seconds")
+    print(
+        f"* training steps extrapolated from the batches run; times in seconds ({r['machine']['processor']})"
+    )
     print(
         f"threads: torch {threads['torch']}, faiss {threads['faiss']}; OMP_WAIT_POLICY "
         f"{r['setup']['omp_wait_policy'] or 'unset'}"
@@ -365,13 +320,13 @@ def print_summary(r: dict) -> None:
         f"N x d embeddings {v['peak_rss_growth_less_embeddings']:+.0%}; anonymous "
         f"{v['peak_anon_growth']:+.0%}, without the embeddings "
         f"{v['peak_anon_growth_less_embeddings']:+.0%} (target < 20 %: total "
-        f"{'met' if v['rss_growth_below_20pct'] else 'missed'}, without the embeddings "
-        f"{'met' if v['rss_growth_less_embeddings_below_20pct'] else 'missed'})"
+        f"{bench.met(v['rss_growth_below_20pct'])}, without the embeddings "
+        f"{bench.met(v['rss_growth_less_embeddings_below_20pct'])})"
     )
     print(
         f"k-means share of the epoch (training at the median step): "
         f"{', '.join(f'{x:.1%}' for x in v['kmeans_share_of_pooled_epoch'])} (target <= 10 % "
-        f"at the largest size: {'met' if v['kmeans_share_at_most_10pct'] else 'missed'})"
+        f"at the largest size: {bench.met(v['kmeans_share_at_most_10pct'])})"
     )
     print(
         f"epoch s per 1k utterances: as measured {listed('epoch_s_per_1k_utterances')}; at the "
@@ -382,53 +337,47 @@ def print_summary(r: dict) -> None:
     )
 
 
+def child(kind: str, folder: Path, n: int, setup: Setup) -> dict:
+    """The child processes: write the store (its own process, so the epoch's ``ru_maxrss`` does
+    not start from the writer's), one epoch, or one read probe (``mmap`` or ``preadv``)."""
+    if kind == "epoch":
+        return epoch_child(folder, n, setup)
+    if kind in ("mmap", "preadv"):
+        return read_child(folder, n, setup, kind)
+    began = time.perf_counter()
+    write_synthetic_store(folder, n, setup.n_mels)
+    return {"seconds": time.perf_counter() - began}
+
+
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--quick", action="store_true", help="two tiny stores, seconds")
+    parser = bench.parser(__doc__, RESULTS, "two tiny stores, seconds")
     parser.add_argument("--sizes", type=int, nargs="+", default=None, help="utterances per store")
     parser.add_argument("--steps", type=int, default=None, help="training batches run per epoch")
     parser.add_argument("--workdir", type=Path, default=None, help="where stores are written")
     parser.add_argument("--plot", type=Path, default=None, help=f"PNG (full default: {PLOT})")
-    parser.add_argument("--out", type=Path, default=RESULTS, help="JSON results file")
     parser.add_argument("--replot", type=Path, help="only redraw the plot from this JSON")
-    parser.add_argument("--epoch-child", nargs=2, help=argparse.SUPPRESS)
-    parser.add_argument("--read-child", nargs=3, help=argparse.SUPPRESS)
-    parser.add_argument("--write-child", nargs=2, help=argparse.SUPPRESS)
+    parser.add_argument("--child", nargs=3, help=argparse.SUPPRESS)  # kind, folder, utterances
     args = parser.parse_args(argv)
     if args.replot:
         plot(json.loads(args.replot.read_text()), args.plot or PLOT)
         return 0
     base = QUICK_SETUP if args.quick else FULL
-    setup = Setup(
-        tuple(args.sizes or base.sizes), base.n_mels, base.overrides, args.steps or base.steps
-    )
-    if args.epoch_child or args.read_child or args.write_child:
-        if args.write_child:
-            began = time.perf_counter()
-            write_synthetic_store(Path(args.write_child[0]), int(args.write_child[1]), setup.n_mels)
-            out = {"seconds": time.perf_counter() - began}
-        elif args.epoch_child:
-            folder, n = args.epoch_child
-            out = epoch_child(Path(folder), int(n), setup)
-        else:
-            method, folder, n = args.read_child
-            out = read_child(Path(folder), int(n), setup, method)
-        print(json.dumps(out))
-        return 0
+    steps = args.steps or base.steps
+    setup = Setup(tuple(args.sizes or base.sizes), base.n_mels, base.overrides, steps)
+    if args.child:
+        kind, folder, n = args.child
+        return bench.child_result(child(kind, Path(folder), int(n), setup))
     flags = [*(["--quick"] if args.quick else []), "--steps", str(setup.steps)]
-    print(HEADER)
+    print(bench.header(SPECS, TITLES))
     with tempfile.TemporaryDirectory(prefix="bench-scale-", dir=args.workdir) as workdir:
         result = run(setup, Path(workdir), flags)
-    result["mode"] = "quick" if args.quick else "full"
-    result["command"] = " ".join([Path(sys.argv[0]).name, *(argv or sys.argv[1:])])
-    print_summary(result)
+    result["mode"], result["command"] = bench.mode(args.quick), bench.command(argv)
     plot_path = args.plot or (None if args.quick else PLOT)
     if plot_path is not None:
         plot(result, plot_path)
         result["plot"] = str(plot_path)
         print(f"wrote {plot_path}")
-    write_results(result, args.out)
-    return 0
+    return bench.finish(result, args.out, print_summary)
 
 
 if __name__ == "__main__":

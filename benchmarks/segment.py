@@ -1,17 +1,11 @@
 """Segmentation of long recordings: speed of speech detection + cutting, and memory against length.
 
-Throughput is ``SegmentIndex.get`` (stream decode, silero-vad, regions, splits; a fresh cache each
-repetition) over demo episodes, in audio-seconds per wall-second, for the JIT and the ONNX model
-(when onnxruntime is installed) with 1 and 2 worker threads, best of ``--reps``. The named
-baseline, in the same run, is silero's documented use: the whole file decoded into memory, then
-``silero_vad.get_speech_timestamps`` with the JIT model (a Python loop over 32 ms windows). Goal:
-≥ 100× real time with 2 threads. The episodes are 16 kHz mono wav and, to include resampling,
-the same audio as 44.1 kHz stereo FLAC.
-
-Peak RSS against length: ``segment_file`` on a 10-minute, 1-hour and 2-hour recording (one rendered
-10-minute episode written over and over, 16 kHz mono wav, in a temp folder), each in a fresh
-process; the peak (VmHWM) against the same process's RSS after imports and the model load.
-Goal: the 2-hour peak within 20 % of the 10-minute one.
+Throughput: ``SegmentIndex.get`` (fresh cache) over demo episodes as 16 kHz mono wav and 44.1 kHz
+stereo FLAC, silero-vad's JIT and ONNX models, 1 and 2 worker threads, in audio-seconds per
+wall-second, best of ``--reps``, against silero's own ``get_speech_timestamps`` on the whole
+decoded file in the same run. Memory: peak RSS of ``segment_file`` on 10-minute, 1-hour and
+2-hour recordings, each in a fresh process. Goals: >= 100x real time with 2 threads; the 2-hour
+peak within 20 % of the 10-minute one.
 
     python benchmarks/segment.py [--quick] [--reps R] [--out benchmarks/results/segment.json]
 """
@@ -20,15 +14,14 @@ from __future__ import annotations
 
 import argparse
 import importlib.util
-import json
 import sys
 import tempfile
 import time
 from pathlib import Path
 
+import _common as bench
 import numpy as np
 import soundfile as sf
-from _common import RESULTS_DIR, load_average, machine_info, rss_now_mib, run_child, write_results
 
 from deepemocluster.config.schema import DemoConfig, SegmentConfig
 from deepemocluster.data.audio import load_audio
@@ -42,7 +35,7 @@ from deepemocluster.data.segments import (
     segment_file,
 )
 
-RESULTS = RESULTS_DIR / "segment.json"
+RESULTS = bench.RESULTS_DIR / "segment.json"
 TARGET_X_REALTIME = 100.0
 TARGET_RSS_GROWTH = 1.2  # 2-hour peak / 10-minute peak
 FULL = {"episodes": 4, "episode_s": 300.0, "lengths_min": [10, 60, 120], "reps": 2}
@@ -59,7 +52,6 @@ def backends() -> list[str]:
     return ["jit", "onnx"] if importlib.util.find_spec("onnxruntime") else ["jit"]
 
 
-# --------------------------------------------------------------------------------------------
 # Audio
 
 
@@ -93,7 +85,6 @@ def write_long(path: Path, episode: np.ndarray, minutes: float) -> Path:
     return path
 
 
-# --------------------------------------------------------------------------------------------
 # Throughput
 
 
@@ -139,39 +130,35 @@ def throughput(corpus: dict[str, list[str]], seconds: float, reps: int, tmp: Pat
     return out
 
 
-# --------------------------------------------------------------------------------------------
 # Memory against length (each in a fresh process)
 
 
-def child(path: str) -> None:
+def child(path: str) -> dict:
+    """Peak RSS of segmenting ``path`` in this fresh process, against its resting size (imports
+    and the model, loaded by a 30 s warm-up file)."""
     backend = resolve_backend("auto")
     warm = Path(path).with_suffix(".warm.wav")
     sf.write(warm, sf.read(path, frames=30 * SAMPLE_RATE)[0], SAMPLE_RATE)
-    segment_file(warm, settings(backend))  # imports, the model: the process's resting size
-    resting = rss_now_mib()
+    segment_file(warm, settings(backend))
+    resting = bench.rss_now_mib()
     began = time.perf_counter()
     found = segment_file(path, settings(backend))
     elapsed = time.perf_counter() - began
-    peak = rss_now_mib()
-    print(
-        json.dumps(
-            {
-                "backend": backend,
-                "resting_rss_mib": resting["VmRSS"],
-                "peak_rss_mib": peak["VmHWM"],
-                "seconds": elapsed,
-                "segments": len(found.segments),
-                "audio_seconds": found.duration_s,
-            }
-        )
-    )
+    return {
+        "backend": backend,
+        "resting_rss_mib": resting["VmRSS"],
+        "peak_rss_mib": bench.rss_now_mib()["VmHWM"],
+        "seconds": elapsed,
+        "segments": len(found.segments),
+        "audio_seconds": found.duration_s,
+    }
 
 
 def memory(episode: np.ndarray, lengths_min: list[float], tmp: Path) -> dict:
     out = {}
     for minutes in lengths_min:
         path = write_long(tmp / f"long_{minutes}min.wav", episode, minutes)
-        result = run_child(Path(__file__), ["--child", str(path)])
+        result = bench.run_child(Path(__file__), ["--child", str(path)])
         result["file_mib"] = path.stat().st_size / 2**20
         result["x_realtime"] = result["audio_seconds"] / result["seconds"]
         out[f"{minutes}_min"] = result
@@ -181,42 +168,32 @@ def memory(episode: np.ndarray, lengths_min: list[float], tmp: Path) -> dict:
     return out
 
 
-# --------------------------------------------------------------------------------------------
-
-
-def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--quick", action="store_true")
+def main(argv: list[str] | None = None) -> int:
+    parser = bench.parser(__doc__, RESULTS, "2 short episodes, 1- and 2-minute files")
     parser.add_argument("--reps", type=int)
-    parser.add_argument("--out", type=Path, default=RESULTS)
     parser.add_argument("--child", help=argparse.SUPPRESS)
-    args = parser.parse_args()
+    args = parser.parse_args(argv)
     if args.child:
-        child(args.child)
-        return
+        return bench.child_result(child(args.child))
     mode = QUICK if args.quick else FULL
-    reps = args.reps or mode["reps"]
-    load_before = load_average()
+    load_before = bench.load_average()
     with tempfile.TemporaryDirectory(prefix="segment-bench-") as tmp_name:
         tmp = Path(tmp_name)
         audio = episodes(mode["episodes"], mode["episode_s"])
         seconds = sum(len(x) for x in audio) / SAMPLE_RATE
-        corpus = write_corpus(tmp, audio)
-        speed = throughput(corpus, seconds, reps, tmp)
+        speed = throughput(write_corpus(tmp, audio), seconds, args.reps or mode["reps"], tmp)
         rss = memory(audio[0], mode["lengths_min"], tmp)
+    packages = ("torch", "numpy", "silero-vad", "onnxruntime", "soundfile", "soxr")
     result = {
         "benchmark": "segment",
-        "mode": "quick" if args.quick else "full",
-        "machine": machine_info(
-            ("torch", "numpy", "silero-vad", "onnxruntime", "soundfile", "soxr"), load_before
-        ),
+        "mode": bench.mode(args.quick),
+        "machine": bench.machine_info(packages, load_before),
         "settings": vars(SegmentConfig()),
         "throughput": speed,
         "memory": rss,
         "target": targets(speed, rss),
     }
-    report(result)
-    write_results(result, args.out)
+    return bench.finish(result, args.out, report)
 
 
 def targets(speed: dict, rss: dict) -> dict:
@@ -235,7 +212,10 @@ def targets(speed: dict, rss: dict) -> dict:
 
 def report(result: dict) -> None:
     speed, rss = result["throughput"], result["memory"]
-    print(f"{speed['audio_seconds']:.0f} s of episodes; x real time (audio-s/s), vs baseline")
+    print(
+        f"{speed['audio_seconds']:.0f} s of episodes ({result['machine']['processor']}); "
+        "x real time (audio-s/s), vs baseline"
+    )
     for key, value in speed.items():
         if isinstance(value, dict):
             ratio = f"{value['vs_baseline']:6.2f}x" if "vs_baseline" in value else "  1.00x"

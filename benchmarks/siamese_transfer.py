@@ -13,20 +13,19 @@ the config (e.g. ``transfer.finetune_epochs=2`` for a quick look).
 
 from __future__ import annotations
 
-import argparse
-import json
 import platform
+import sys
 import tempfile
 import time
-from pathlib import Path
 
+import _common as bench
 import numpy as np
 import torch
 
 from deepemocluster.config import load_config
 from deepemocluster.transfer.finetune import pretrain, run_transfer
 
-ROOT = Path(__file__).resolve().parents[1]
+ROOT = bench.ROOT
 LOSSES = ("contrastive", "relative")
 FROZEN = (0, 2, -1)  # -1 = all but the last of the 5 encoder blocks
 SHOTS = (5, 20)
@@ -77,102 +76,81 @@ SETTINGS = [
 ]
 
 
-def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    parser.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
-    parser.add_argument(
-        "--out", type=Path, default=ROOT / "benchmarks" / "results" / "siamese_transfer.json"
-    )
-    parser.add_argument("overrides", nargs="*")
-    args = parser.parse_args()
-
-    began = time.perf_counter()
+def run_all(seeds: list[int], overrides: list[str], runs_dir: str) -> list[dict]:
+    """Per seed: the untrained encoder, then per loss one pre-training and, per number of shots,
+    the pre-trained encoder alone, the target-only fine-tune and a fine-tune per frozen depth."""
     runs: list[dict] = []
-    with tempfile.TemporaryDirectory() as runs_dir:
 
-        def config(*extra: str):
-            return load_config(
-                overrides=[*SETTINGS, f"tracking.runs_dir={runs_dir}", *extra, *args.overrides]
-            )
-
-        def transfer(setting: str, loss: str, seed: int, shots: int, *extra: str) -> None:
-            name = f"{setting}-{loss}-s{seed}-k{shots}-{len(runs)}"
-            cfg = config(
-                f"siamese.loss={loss}",
-                f"train.seed={seed}",
-                f"transfer.shots={shots}",
-                f"tracking.run_name={name}",
-                *extra,
-            )
-            start = time.perf_counter()
-            metrics = run_transfer(cfg)
-            runs.append(
-                {
-                    "setting": setting,
-                    "loss": "-" if setting == "untrained" else loss,
-                    "seed": seed,
-                    "shots": shots,
-                    "freeze_blocks": cfg.transfer.freeze_blocks,
-                    "seconds": time.perf_counter() - start,
-                    **metrics,
-                }
-            )
-            print(f"{name}: " + "  ".join(f"{k[5:]}={metrics[k]:.3f}" for k in KEYS), flush=True)
-
-        for seed in args.seeds:
-            for shots in SHOTS:
-                transfer(
-                    "untrained",
-                    "relative",
-                    seed,
-                    shots,
-                    "transfer.pretrained_run=none",
-                    "transfer.finetune_epochs=0",
-                )
-            for loss in LOSSES:
-                cfg = config(f"siamese.loss={loss}", f"train.seed={seed}")
-                pretrained = pretrain(cfg, f"pretrain-{loss}-s{seed}")["run_id"]
-                for shots in SHOTS:
-                    reuse = f"transfer.pretrained_run={pretrained}"
-                    transfer(
-                        "pretrained_only", loss, seed, shots, reuse, "transfer.finetune_epochs=0"
-                    )
-                    transfer(
-                        "target_only",
-                        loss,
-                        seed,
-                        shots,
-                        "transfer.pretrained_run=none",
-                        "transfer.freeze_blocks=0",
-                    )
-                    for frozen in FROZEN:
-                        transfer(
-                            "transfer", loss, seed, shots, reuse, f"transfer.freeze_blocks={frozen}"
-                        )
-
-    summary = _summary(runs)
-    _print(summary)
-    args.out.parent.mkdir(parents=True, exist_ok=True)
-    args.out.write_text(
-        json.dumps(
-            {
-                "seeds": args.seeds,
-                "settings": [s.replace(str(ROOT), "<repo>") for s in SETTINGS],
-                "overrides": args.overrides,
-                "total_seconds": time.perf_counter() - began,
-                "machine": {
-                    "python": platform.python_version(),
-                    "processor": platform.machine(),
-                    "torch": torch.__version__,
-                    "threads": torch.get_num_threads(),
-                },
-                "summary": summary,
-                "runs": runs,
-            },
-            indent=2,
+    def config(*extra: str):
+        return load_config(
+            overrides=[*SETTINGS, f"tracking.runs_dir={runs_dir}", *extra, *overrides]
         )
-    )
-    print(f"wrote {args.out} ({time.perf_counter() - began:.0f} s)")
+
+    def transfer(setting: str, loss: str, seed: int, shots: int, *extra: str) -> None:
+        name = f"{setting}-{loss}-s{seed}-k{shots}-{len(runs)}"
+        cfg = config(
+            f"siamese.loss={loss}",
+            f"train.seed={seed}",
+            f"transfer.shots={shots}",
+            f"tracking.run_name={name}",
+            *extra,
+        )
+        start = time.perf_counter()
+        metrics = run_transfer(cfg)
+        runs.append(
+            {
+                "setting": setting,
+                "loss": "-" if setting == "untrained" else loss,
+                "seed": seed,
+                "shots": shots,
+                "freeze_blocks": cfg.transfer.freeze_blocks,
+                "seconds": time.perf_counter() - start,
+                **metrics,
+            }
+        )
+        print(f"{name}: " + "  ".join(f"{k[5:]}={metrics[k]:.3f}" for k in KEYS), flush=True)
+
+    scratch = ("transfer.pretrained_run=none", "transfer.freeze_blocks=0")
+    for seed in seeds:
+        for shots in SHOTS:
+            untrained = ("transfer.pretrained_run=none", "transfer.finetune_epochs=0")
+            transfer("untrained", "relative", seed, shots, *untrained)
+        for loss in LOSSES:
+            cfg = config(f"siamese.loss={loss}", f"train.seed={seed}")
+            reuse = f"transfer.pretrained_run={pretrain(cfg, f'pretrain-{loss}-s{seed}').run_id}"
+            for shots in SHOTS:
+                transfer("pretrained_only", loss, seed, shots, reuse, "transfer.finetune_epochs=0")
+                transfer("target_only", loss, seed, shots, *scratch)
+                for frozen in FROZEN:
+                    transfer(
+                        "transfer", loss, seed, shots, reuse, f"transfer.freeze_blocks={frozen}"
+                    )
+    return runs
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = bench.parser(__doc__, bench.RESULTS_DIR / "siamese_transfer.json")
+    parser.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
+    parser.add_argument("overrides", nargs="*")
+    args = parser.parse_args(argv)
+    began = time.perf_counter()
+    with tempfile.TemporaryDirectory() as runs_dir:
+        runs = run_all(args.seeds, args.overrides, runs_dir)
+    result = {
+        "seeds": args.seeds,
+        "settings": [s.replace(str(ROOT), "<repo>") for s in SETTINGS],
+        "overrides": args.overrides,
+        "total_seconds": time.perf_counter() - began,
+        "machine": {
+            "python": platform.python_version(),
+            "processor": bench.cpu_model(),
+            "torch": torch.__version__,
+            "threads": torch.get_num_threads(),
+        },
+        "summary": _summary(runs),
+        "runs": runs,
+    }
+    return bench.finish(result, args.out, lambda r: _print(r["summary"]))
 
 
 def _summary(runs: list[dict]) -> list[dict]:
@@ -212,4 +190,4 @@ def _print(summary: list[dict]) -> None:
 
 
 if __name__ == "__main__":
-    main()
+    sys.exit(main())

@@ -1,5 +1,5 @@
 """benchmarks/paper_epoch.py runs end to end (quick mode) and writes well-formed results for every
-variant; timings are not judged."""
+variant and for the whole run (``--whole-run``); timings are not judged."""
 
 from __future__ import annotations
 
@@ -17,7 +17,8 @@ PARTS = {"data_loading", "embedding_forward", "kmeans", "training_steps", "dev_f
 
 @pytest.fixture(scope="module")
 def quick_run(tmp_path_factory) -> tuple[str, dict]:
-    return run_quick("paper_epoch.py", tmp_path_factory.mktemp("paper_epoch") / "paper_epoch.json")
+    out = tmp_path_factory.mktemp("paper_epoch") / "paper_epoch.json"
+    return run_quick("paper_epoch.py", out, "--whole-run")
 
 
 @pytest.mark.slow
@@ -77,6 +78,7 @@ def test_a_subset_of_variants_as_an_avx2_only_cpu(tmp_path):
     assert set(result["epochs"]) == set(result["summary"]) == {"paper"}
     assert result["epochs"]["paper"]["amp"] is False
     assert "speedup_vs_unsplit" not in result["summary"]["paper"]  # its baseline did not run
+    assert "whole_run" not in result  # only with --whole-run
 
 
 @pytest.mark.slow
@@ -141,3 +143,32 @@ def test_summary_and_verdicts(quick_run):
     for verdict in result["verdicts"].values():
         assert set(verdict) == set(VARIANTS)
         assert all(isinstance(v, bool) for v in verdict.values())
+
+
+@pytest.mark.slow
+def test_the_whole_run_times_its_final_stage_against_its_epoch(quick_run):
+    stdout, result = quick_run
+    assert "final stage" in stdout
+    run = result["whole_run"]
+    assert run["epochs"] == 1 and run["threads"] == 2
+    for key in ("prepare_s", "setup_s", "epoch_s", "final_stage_s", "total_s"):
+        assert positive_finite(run[key]), key
+    # set-up, the epoch and the final stage follow one another inside the run's wall time
+    assert run["setup_s"] + run["epoch_s"] + run["final_stage_s"] <= run["total_s"]
+    assert run["final_stage_over_epoch"] == pytest.approx(run["final_stage_s"] / run["epoch_s"])
+    # the final stage ran the analysis report (tracking.report=true), so it is in the time
+    assert any(a.startswith("analysis/") for a in run["report_artifacts"])
+    assert -1 <= run["test_ccc_mean"] <= 1
+    memory = run["memory_mib"]
+    for key in ("peak_rss", "peak_anon", "peak_file", "peak_rss_at_last_epoch_end"):
+        assert positive_finite(memory[key]), key
+    # the whole process's peak covers the epoch's and its own anonymous peak; torch alone is
+    # over 100 MiB, and no process here can exceed the machine
+    assert memory["peak_rss"] >= max(memory["peak_rss_at_last_epoch_end"], memory["peak_anon"])
+    assert 100 < memory["peak_rss"] < result["machine"]["memory_gib"] * 1024
+    assert run["peak_rss_gib"] == pytest.approx(memory["peak_rss"] / 1024)
+    targets, verdicts = run["targets"], run["verdicts"]
+    assert targets == {"final_stage_over_epoch": 0.3, "peak_rss_gib": 1.0}
+    ratio_ok = run["final_stage_over_epoch"] <= targets["final_stage_over_epoch"]
+    assert verdicts["final_stage_at_most_0.3_of_epoch"] is ratio_ok
+    assert verdicts["peak_rss_at_most_1_gib"] is (run["peak_rss_gib"] <= targets["peak_rss_gib"])
