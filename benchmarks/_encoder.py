@@ -13,7 +13,8 @@ from torch.utils.flop_counter import FlopCounterMode
 
 from deepemocluster.config import load_config
 from deepemocluster.losses import ccc_loss
-from deepemocluster.model import DeepEmoCluster, build_model
+from deepemocluster.model import DeepEmoCluster
+from deepemocluster.model.build import build_model
 from deepemocluster.runtime.hardware import resolve_amp
 from deepemocluster.serving.inference import autocast
 from deepemocluster.training.microbatch import SplitStep
@@ -59,8 +60,8 @@ def training_step(model: DeepEmoCluster, cfg: DictConfig, batch: int, n_mels: in
 
     def step() -> None:
         model.train()
-        aux, pred = split.forward(x)
-        loss = F.cross_entropy(aux, labels) + ccc_loss(pred, targets)
+        aux, named = split.forward(x)
+        loss = F.cross_entropy(aux, labels) + ccc_loss(named["plain"], targets)
         optimizer.zero_grad(set_to_none=True)
         split.backward(loss)
         optimizer.step()
@@ -130,8 +131,8 @@ def flop_counter(cfg: DictConfig, n_mels: int) -> dict:
     model.train()
     x2 = torch.zeros(2, *x.shape[1:], device=x.device)  # batch 2: BatchNorm needs > 1 in training
     with FlopCounterMode(display=False) as both:
-        aux, pred = model(x2)
-        (aux.sum() + pred.sum()).backward()
+        aux, named = model(x2)
+        (aux.sum() + named["plain"].sum()).backward()
     return {
         "forward_flop_per_chunk": fwd.get_total_flops(),
         "train_flop_per_chunk": both.get_total_flops() / 2,

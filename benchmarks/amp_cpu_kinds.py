@@ -48,7 +48,7 @@ def child(rounds: int, quick: bool) -> dict:
     import torch
 
     from deepemocluster.config import load_config
-    from deepemocluster.model import build_model
+    from deepemocluster.model.build import build_model
     from deepemocluster.serving.inference import autocast
 
     torch.set_num_threads(2)
@@ -69,7 +69,8 @@ def child(rounds: int, quick: bool) -> dict:
         x, y = torch.randn(batch, *shape), torch.randn(batch, 3)
         model.train()
         with autocast(cpu, amp):
-            logits, ratings = model(x)
+            logits, named = model(x)
+            ratings = named["plain"]
             loss = logits.float().logsumexp(1).mean() + (ratings.float() - y).pow(2).mean()
         optimizer.zero_grad(set_to_none=True)
         loss.backward()

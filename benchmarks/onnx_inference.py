@@ -24,10 +24,10 @@ from deepemocluster.clustering import Projection
 from deepemocluster.config import load_config, to_yaml
 from deepemocluster.data.features import PackedFeatures
 from deepemocluster.data.labels import LabelScaler
-from deepemocluster.model import build_model
+from deepemocluster.model.build import build_model
+from deepemocluster.serving.backend import TorchBackend
 from deepemocluster.serving.export import export
 from deepemocluster.serving.onnx_backend import OnnxBackend
-from deepemocluster.serving.predict import TorchBackend
 
 THREADS = 2
 RUNTIMES = ("torch", "onnxruntime")

@@ -35,7 +35,7 @@ def utterance_parts(model: DeepEmoCluster, ds: ChunkDataset, n: int) -> dict[str
     and of the chunk statistics (what the ridge readout and the teacher read), (n, d) each;
     each chunk is read once."""
     model.eval()
-    statistics = ChunkStatistics(ds.n_mels)
+    statistics = ChunkStatistics(ds.feature_dim)
     both = utterance_means(
         ds, np.arange(n), lambda x: torch.cat([model.encoder(x).float(), statistics(x)], dim=1)
     )

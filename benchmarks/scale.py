@@ -98,8 +98,8 @@ def _warm_up(trainer: Trainer) -> None:
     train = trainer.data.train
     x, _ = train.chunk_batch(np.arange(min(64, train.n_total_chunks)))
     trainer.model.train()
-    aux, pred = trainer.model(x)
-    (aux.sum() + pred.sum()).backward()
+    aux, named = trainer.model(x)
+    (aux.sum() + named["plain"].sum()).backward()
     trainer.model.zero_grad(set_to_none=True)
 
 
