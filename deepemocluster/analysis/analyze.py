@@ -4,8 +4,10 @@ Do the latent clusters relate to emotions? Takes a run's cluster assignments (lo
 for the Train chunks, ``final`` = the best weights), or, for another split, recomputes them with
 the best checkpoint's clustering; joins them with the corpus labels; writes tables, a JSON summary,
 plots and one ``report.html`` to the run under ``analysis/<split>-<epoch>/``, and the key numbers
-as ``analysis/<split>/...`` metrics. Training runs it on the Train split when it finishes. A
-split with long recordings cut into segments gets a per-recording part (``recordings.py``).
+as ``analysis/<split>/...`` metrics. Training analyses its Train split when it finishes, with
+``analyze_finished``: from what the training process already holds (``Finished``), so no pass
+over the data is made twice. A split with long recordings cut into segments gets a per-recording
+part (``recordings.py``).
 """
 
 from __future__ import annotations
@@ -19,6 +21,7 @@ from pathlib import Path
 
 import numpy as np
 import torch
+from omegaconf import DictConfig
 
 from deepemocluster.analysis import plots, report, stats
 from deepemocluster.analysis.recordings import RECORDING_METRICS, analyse_recordings
@@ -45,12 +48,28 @@ PERMUTATIONS = 100
 
 @dataclass(frozen=True)
 class Run:
-    """The finished run under analysis: its MLflow record, its best model, its data."""
+    """The finished run under analysis: its MLflow record, its config and data, and the best
+    model's ratings of the labelled Test utterances (None for fewer than two: no figure)."""
 
     record: RunRecord
-    predictor: Predictor
+    cfg: DictConfig
     corpus: Corpus
     best_epoch: int
+    test_ratings: np.ndarray | None  # (n, attributes) on the rating scale, clipped to it
+
+
+@dataclass(frozen=True)
+class Finished:
+    """What a training process holds at its end: with it the analysis of Train loads no
+    checkpoint, reads no assignments back and runs no model (its one Test pass and its one
+    embedding of Train are the final stage's)."""
+
+    cfg: DictConfig  # the best checkpoint's config, as a later ``analyze`` reads it
+    corpus: Corpus
+    best_epoch: int
+    train_rows: np.ndarray  # the Train utterances (corpus rows) in the training order
+    chunk_clusters: np.ndarray  # (len(train_rows) * chunks,) the final clustering
+    test_ratings: np.ndarray  # the best model's ratings of labelled_test_rows(cfg, corpus)
 
 
 @dataclass(frozen=True)
@@ -99,11 +118,11 @@ def analyze(
     corpus: Corpus | None = None,
     permutations: int = PERMUTATIONS,
 ) -> dict:
-    """Analyse one run and log the results to it; returns the JSON summary.
+    """Analyse one run from what it logged and log the results to it; returns the JSON summary.
 
     ``split`` defaults to the run's Train split; ``epoch`` is ``best`` or an epoch number (Train
     only: other splits exist only for the best checkpoint). ``corpus`` skips reloading the data
-    when the caller (training) already has it."""
+    when the caller already has it."""
     uri = resolve_uri(tracking_uri, "runs")
     record = fetch_run(uri, run_id)
     checkpoint = Checkpoint.load(download_checkpoint(uri, run_id))
@@ -124,11 +143,49 @@ def analyze(
     corpus = corpus or load_corpus(cfg)
     if record.tags.get("data_fingerprint") not in (None, corpus.fingerprint):
         log.warning("the corpus differs from the one run %s was trained on", run_id)
-    run = Run(record, predictor, corpus, checkpoint.epoch)
+    rows = labelled_test_rows(cfg, corpus)
+    rated = predictor.ratings(predictor.dataset(corpus.packed, rows)) if len(rows) >= 2 else None
+    run = Run(record, cfg, corpus, checkpoint.epoch, rated)
+    if split == train:
+        with tempfile.TemporaryDirectory() as tmp:
+            assigned = _logged(run, uri, epoch, Path(tmp))
+    else:
+        assigned = _recomputed(run, predictor, split)
+    return _write_and_log(uri, run, assigned, epoch, permutations)
+
+
+def analyze_finished(
+    run_id: str, tracking_uri: str, finished: Finished, permutations: int = PERMUTATIONS
+) -> dict:
+    """The analysis of Train with the best weights at the end of training (``analyze`` with the
+    defaults gives the same summary and tables later), from what training holds."""
+    uri = resolve_uri(tracking_uri, "runs")
+    cfg, corpus = finished.cfg, finished.corpus
+    rows = labelled_test_rows(cfg, corpus)
+    rated = finished.test_ratings if len(rows) >= 2 else None
+    run = Run(fetch_run(uri, run_id), cfg, corpus, finished.best_epoch, rated)
+    chunks = finished.chunk_clusters.reshape(-1, cfg.chunking.n_chunks)
+    assigned = Assigned(
+        cfg.data.splits.train,
+        finished.best_epoch,
+        [corpus.manifest[r] for r in finished.train_rows],
+        stats.utterance_clusters(chunks)[0],
+    )
+    return _write_and_log(uri, run, assigned, "best", permutations)
+
+
+def labelled_test_rows(cfg: DictConfig, corpus: Corpus) -> np.ndarray:
+    """The labelled Test utterances: those the predicted-vs-true figure draws (and that training
+    scores)."""
+    return corpus.rows(cfg.data.splits.test, labelled=True)
+
+
+def _write_and_log(uri: str, run: Run, assigned: Assigned, epoch: str, permutations: int) -> dict:
+    """The analysis of ``assigned`` into a temporary folder, logged to the run with its key
+    numbers as metrics; returns the summary."""
+    split, run_id = assigned.split, run.record.run_id
     with tempfile.TemporaryDirectory() as tmp:
-        tmp = Path(tmp)
-        assigned = _logged(run, uri, epoch, tmp) if split == train else _recomputed(run, split)
-        out = tmp / "analysis"
+        out = Path(tmp) / "analysis"
         out.mkdir()
         summary = write_analysis(run, assigned, out, permutations)
         metrics = {f"analysis/{split}/{k}": v for k, v in summary["observed"].items()}
@@ -148,7 +205,7 @@ def analyze(
 
 def _logged(run: Run, uri: str, epoch: str, tmp: Path) -> Assigned:
     """Chunk assignments logged by training (utterance order: ``assignments/utterances.txt``)."""
-    run_id, cfg = run.record.run_id, run.predictor.cfg
+    run_id, cfg = run.record.run_id, run.cfg
     name = "final.npz" if epoch == "best" else f"epoch_{int(epoch):03d}.npz"
     with np.load(download_artifact(uri, run_id, f"assignments/{name}", tmp)) as f:
         chunks = f["assignments"].reshape(-1, cfg.chunking.n_chunks)
@@ -169,12 +226,12 @@ def _logged(run: Run, uri: str, epoch: str, tmp: Path) -> Assigned:
     )
 
 
-def _recomputed(run: Run, split: str) -> Assigned:
+def _recomputed(run: Run, predictor: Predictor, split: str) -> Assigned:
     """Embed the split's chunks with the best weights and assign them to the final centroids."""
     rows = run.corpus.rows(split)
     if len(rows) == 0:
         raise ManifestError(f"split {split!r} has no utterances with usable audio")
-    clusters, _ = run.predictor.clusters(run.predictor.dataset(run.corpus.packed, rows))
+    clusters, _ = predictor.clusters(predictor.dataset(run.corpus.packed, rows))
     return Assigned(split, run.best_epoch, [run.corpus.manifest[r] for r in rows], clusters)
 
 
@@ -182,7 +239,7 @@ def write_analysis(
     run: Run, assigned: Assigned, out: Path, permutations: int = PERMUTATIONS
 ) -> dict:
     """Tables, summary, plots and the report into ``out``; returns the summary."""
-    k = run.predictor.cfg.cluster.k
+    k = run.cfg.cluster.k
     lab = Labelled.of(assigned)
     baseline = stats.permutation_baseline(lab.clusters, lab.ratings, lab.classes, permutations)
     profile = stats.cluster_profile(k, assigned.clusters, lab.clusters, lab.ratings, lab.classes)
@@ -191,7 +248,7 @@ def write_analysis(
         "split": assigned.split,
         "epoch": assigned.epoch,
         "best_epoch": run.best_epoch,
-        "test_split": run.predictor.cfg.data.splits.test,
+        "test_split": run.cfg.data.splits.test,
         "k": k,
         "n_utterances": len(assigned.utterances),
         "n_labelled": len(lab.clusters),
@@ -215,7 +272,7 @@ def write_analysis(
     _utterance_table(assigned).write_csv(out / "utterances.csv")
     figures = _figures(run, lab, profile, order, out)
     tables["settings"] = _settings(run, summary)
-    tables["config"] = report.Table(["key", "value"], sorted(flatten(run.predictor.cfg).items()))
+    tables["config"] = report.Table(["key", "value"], sorted(flatten(run.cfg).items()))
     report.analysis_report(
         f"Cluster–emotion analysis: {run.record.name} ({assigned.split})",
         summary,
@@ -303,20 +360,18 @@ def _figures(
         figures["heatmap"] = plots.class_heatmap(
             profile.class_counts[used], used, profile.class_names, out / "class_heatmap.png"
         )
-    predictor, corpus = run.predictor, run.corpus
-    test_rows = corpus.rows(predictor.cfg.data.splits.test, labelled=True)
-    if len(test_rows) >= 2:
-        truth = corpus.ratings(test_rows, predictor.attributes)
-        predicted = predictor.ratings(predictor.dataset(corpus.packed, test_rows))
+    if run.test_ratings is not None:
+        attributes = list(run.cfg.model.attributes)
+        truth = run.corpus.ratings(labelled_test_rows(run.cfg, run.corpus), attributes)
         figures["scatter"] = plots.predicted_vs_true(
-            truth, predicted, predictor.attributes, out / "test_predicted_vs_true.png"
+            truth, run.test_ratings, attributes, out / "test_predicted_vs_true.png"
         )
     return figures
 
 
 def _settings(run: Run, summary: dict) -> report.Table:
     """The run at a glance: identity, data, model and clustering settings, test CCC."""
-    cfg, record = run.predictor.cfg, run.record
+    cfg, record = run.cfg, run.record
     latest = {k: v[-1][1] for k, v in record.history.items() if v}
     rows = [
         ("run", f"{record.name} ({record.run_id})"),

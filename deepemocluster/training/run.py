@@ -9,7 +9,8 @@ from __future__ import annotations
 import logging
 import subprocess
 import time
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
 from pathlib import Path
 
 import numpy as np
@@ -23,6 +24,7 @@ from deepemocluster.data.corpus import load_corpus
 from deepemocluster.data.segments import write_segments_csv
 from deepemocluster.errors import ConfigError, Interrupted, TooManyBadFilesError, TrackingError
 from deepemocluster.runtime import distributed
+from deepemocluster.runtime.heap import release_free_heap
 from deepemocluster.tracking import Tracker
 from deepemocluster.training.data import TrainingData, build_data
 from deepemocluster.training.hooks import Hooks, StopRun
@@ -66,12 +68,14 @@ class Recorder(Hooks):
     def __init__(self, folder: RunFolder, tracker: Tracker, run_id: str) -> None:
         self.folder, self.tracker, self.run_id = folder, tracker, run_id
         self.trainer: Trainer | None = None
+        self.epoch_s: float | None = None  # the last epoch's time, to size the final stage by
 
     def on_clustering(self, epoch: int, stage: str, assignments: np.ndarray) -> None:
         self.folder.save_assignments(f"epoch_{epoch:03d}", assignments)
 
     def on_epoch_end(self, epoch: int, metrics: dict[str, float]) -> None:
         t = self.trainer
+        self.epoch_s = metrics.get("time/epoch_s")
         if t.best_epoch == epoch:
             t.checkpoint(self.run_id).save(self.folder.best)
         # Logged before checkpoint_last: when logging fails, resume repeats (and logs) this
@@ -161,30 +165,78 @@ def _train_and_test(
     if resume_from is not None:
         _resume(trainer, resume_from)
     _fit(trainer, signals)
+    return _final_stage(cfg, folder, run_id, tracker, trainer, recorder.epoch_s)
 
-    best = Checkpoint.load(folder.best)
-    trainer.model.load_state_dict(best.model)
-    test = {f"test/{k}": v for k, v in trainer.evaluate(data.test).items()}
-    test["best_epoch"] = float(trainer.best_epoch)
-    tracker.log_metrics(test)
+
+class _Timer:
+    """Seconds since it was made and of each named part, for the final stage's log line."""
+
+    def __init__(self) -> None:
+        self.began = time.perf_counter()
+        self.seconds: dict[str, float] = {}
+
+    @contextmanager
+    def __call__(self, name: str) -> Iterator[None]:
+        began = time.perf_counter()
+        try:
+            yield
+        finally:
+            self.seconds[name] = time.perf_counter() - began
+
+    def report(self, epoch_s: float | None) -> str:
+        total = time.perf_counter() - self.began
+        share = f", {total / epoch_s:.2f} of the last epoch" if epoch_s else ""
+        parts = ", ".join(f"{k} {v:.1f} s" for k, v in self.seconds.items())
+        return f"{total:.1f} s{share} ({parts})"
+
+
+def _final_stage(
+    cfg: DictConfig,
+    folder: RunFolder,
+    run_id: str,
+    tracker: Tracker,
+    trainer: Trainer,
+    epoch_s: float | None,
+) -> dict[str, float]:
+    """After the epochs, each pass once, shared by all that need it: one load of the best
+    checkpoint, one Test pass (the Test metrics and the report's figure), one embedding of Train
+    (the final clustering, its assignments and the report's tables); docs/decisions.md."""
+    data, timer = trainer.data, _Timer()
+    with timer("test"):
+        best = Checkpoint.load(folder.best)
+        trainer.model.load_state_dict(best.model)
+        predicted = trainer.predict(data.test)
+        test = {f"test/{k}": v for k, v in trainer.evaluate(data.test, predicted).items()}
+        test["best_epoch"] = float(trainer.best_epoch)
+        tracker.log_metrics(test)
+        release_free_heap()  # the Test batches' heap: the final clustering peaks next
+    assignments = None
     if trainer.clusters:
-        assignments, best.clusters = trainer.final_clustering()
-        best.save(folder.best)
-        tracker.log_artifact(folder.save_assignments("final", assignments), "assignments")
+        with timer("clustering"):
+            assignments, best.clusters = trainer.final_clustering()
+            best.save(folder.best)
+            tracker.log_artifact(folder.save_assignments("final", assignments), "assignments")
     tracker.log_artifact(folder.best, "checkpoints")
     tracker.log_artifact(folder.path / "utterances.txt", "assignments")
     # imported here: plotting and the report are needed only once, at the very end
-    from deepemocluster.analysis.analyze import analyze
+    from deepemocluster.analysis.analyze import Finished, analyze_finished
     from deepemocluster.serving import pyfunc
 
-    pyfunc.log_model(folder.best, list(cfg.model.attributes))
-    if trainer.clusters and cfg.tracking.report:
-        try:  # the report is a by-product: it must not turn a finished training into a failure
-            analyze(run_id, tracking_uri=tracker.uri, corpus=data.corpus)
-        except Interrupted:
-            raise
-        except Exception:
-            log.exception("analysis failed; retry: python -m deepemocluster.analyze %s", run_id)
+    with timer("model"):
+        pyfunc.log_model(folder.best, list(cfg.model.attributes))
+    if assignments is not None and cfg.tracking.report:
+        ratings = np.clip(data.scaler.restore(predicted), *best.rating_range)  # Predictor.ratings
+        finished = Finished(
+            best.config(), data.corpus, trainer.best_epoch, data.train.rows, assignments, ratings
+        )
+        with timer("report"):
+            try:  # the report is a by-product: it must not turn a finished training into a failure
+                analyze_finished(run_id, tracker.uri, finished)
+            except Interrupted:
+                raise
+            except Exception:
+                log.exception("analysis failed; retry: python -m deepemocluster.analyze %s", run_id)
+    log.info("final stage: %s", timer.report(epoch_s))
     tracker.log_artifact(folder.path / "train.log")
     log.info("done: best epoch %d, %s", trainer.best_epoch, _format(test))
     return test

@@ -292,17 +292,25 @@ class Trainer:
         """What the extensions report before the first epoch (logged once by the run)."""
         return {k: v for e in self.extensions for k, v in e.start_metrics().items()}
 
-    def evaluate(self, ds: ChunkDataset) -> dict[str, float]:
-        """CCC per attribute (and their mean) of the current model on ``ds``, on the 1–7 scale."""
+    def evaluate(self, ds: ChunkDataset, predicted: np.ndarray | None = None) -> dict[str, float]:
+        """CCC per attribute (and their mean) of the current model on ``ds``, on the 1–7 scale;
+        ``predicted``: ``predict(ds)`` where the caller needs the predictions too (one pass)."""
         attributes = list(self.cfg.model.attributes)
-        predicted = predict_utterances(self.model, ds, self.eval_chunks, self.device)
+        if predicted is None:
+            predicted = self.predict(ds)
         return ccc_report(
             self.data.ratings(ds, attributes), self.data.scaler.restore(predicted), attributes
         )
 
+    def predict(self, ds: ChunkDataset) -> np.ndarray:
+        """The current model's z-scale predictions for the utterances of ``ds``."""
+        return predict_utterances(self.model, ds, self.eval_chunks, self.device)
+
+    @releases_free_heap
     def final_clustering(self) -> tuple[np.ndarray, ClusterSpace]:
         """Cluster the training chunks once more with the current (best) weights: the clusters
-        that prediction and analysis refer to. Returns each chunk's cluster and the space."""
+        that prediction and analysis refer to. Returns each chunk's cluster and the space; the
+        heap its embedding batches leave is handed back (the final stage's peak)."""
         c = self.cfg.cluster
         emb = embed_chunks(self.model, self.data.train, self.eval_chunks, self.device)
         result = clustering.cluster(

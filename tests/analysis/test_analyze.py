@@ -45,6 +45,7 @@ TABLES = {"clusters.csv", "contingency.csv", "tests.csv", "utterances.csv"}
 
 
 def _analysis(trained_run, folder: str, tmp_path):
+    tmp_path.mkdir(exist_ok=True)
     client = MlflowClient(trained_run.uri)
     names = {a.path.split("/")[-1] for a in client.list_artifacts(trained_run.run_id, folder)}
     return names, Path(client.download_artifacts(trained_run.run_id, folder, str(tmp_path)))
@@ -79,6 +80,26 @@ def test_training_logs_analysis_tables_figures_and_metrics(trained_run, tmp_path
         summary["observed"]["class/cramers_v"]
     )
     assert "analysis/Train/arousal/epsilon2_shuffled" in run.data.metrics
+
+
+def test_a_later_analysis_repeats_what_training_logged(trained_run, tmp_path):
+    """Training analyses Train from what it holds (its final clustering, its Test pass);
+    ``analyze`` later reads the logged run: its checkpoint, its assignments, a model of its own.
+    Summary, tables and figures agree to the bit, except the Test scatter: the later model runs in
+    the default memory format, training's channels_last, and convolution kernels that differ
+    round the predictions differently in the last bits (1e-7 on the 1–7 scale). The later
+    analysis logs to the shared run again: the same files and numbers."""
+    _, during = _analysis(trained_run, "analysis/Train-best", tmp_path / "during")
+    summary = analyze.analyze(trained_run.run_id, tracking_uri=trained_run.uri)
+    _, later = _analysis(trained_run, "analysis/Train-best", tmp_path / "later")
+    assert json.loads((during / "summary.json").read_text()) == json.loads(
+        json.dumps(analyze._jsonable(summary))
+    )
+    for name in {"summary.json"} | TABLES | FIGURES - {"test_predicted_vs_true.png"}:
+        assert (later / name).read_bytes() == (during / name).read_bytes(), name
+    scatter = [matplotlib.image.imread(f / "test_predicted_vs_true.png") for f in (during, later)]
+    assert scatter[0].shape == scatter[1].shape
+    assert np.abs(scatter[0] - scatter[1]).mean() < 1e-4
 
 
 def test_segmented_recordings_get_a_per_recording_part(episode_run, tmp_path, assert_png):

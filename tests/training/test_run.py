@@ -9,9 +9,12 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+import torch
 from mlflow.tracking import MlflowClient
 
 from deepemocluster.checkpoint import Checkpoint
+from deepemocluster.model.encoder import ChunkEncoder
+from deepemocluster.training.hooks import Hooks
 from deepemocluster.training.run import run
 
 pytestmark = pytest.mark.slow
@@ -112,6 +115,43 @@ def test_two_stage_clusters_each_part(tiny_cfg):
         assert key in r.data.metrics, key
     with np.load(Path(cfg.tracking.runs_dir) / "tiny" / "assignments" / "epoch_002.npz") as f:
         assert f["assignments"].shape == (48 * 3,)  # the labelled stage's own clustering
+
+
+class FinalStageChunks(Hooks):
+    """Counts the chunks that go through a chunk encoder, of any model, once the last epoch has
+    ended: a torch hook on every module's forward pass (the final stage's passes over the data,
+    whatever model they run in)."""
+
+    def __init__(self, epochs: int) -> None:
+        self.epochs, self.chunks = epochs, 0
+        self.handle: torch.utils.hooks.RemovableHandle | None = None
+
+    def on_epoch_end(self, epoch: int, metrics: dict[str, float]) -> None:
+        if epoch == self.epochs:
+            self.handle = torch.nn.modules.module.register_module_forward_hook(self._count)
+
+    def _count(self, module: torch.nn.Module, args: tuple, output: torch.Tensor) -> None:
+        if isinstance(module, ChunkEncoder):
+            self.chunks += len(args[0])
+
+
+def test_the_final_stage_embeds_train_once_and_rates_test_once(tiny_cfg):
+    """The Test metrics and the report's Test figure share one pass, the final clustering and
+    the report's Train tables one embedding of Train: the report runs no model at all."""
+    cfg = tiny_cfg("tracking.report=true")
+    counted = FinalStageChunks(cfg.train.epochs)
+    try:
+        run(cfg, hooks=[counted])
+    finally:
+        if counted.handle is not None:
+            counted.handle.remove()
+    n_train, n_test = 48 + 24, 16
+    assert counted.chunks == (n_train + n_test) * cfg.chunking.n_chunks
+    client, r = _client(cfg)
+    assert "analysis/Train-best/summary.json" in _artifacts(client, r.info.run_id, "analysis")
+    log = (Path(cfg.tracking.runs_dir) / "tiny" / "train.log").read_text()
+    parts = r"\(test [\d.]+ s, clustering [\d.]+ s, model [\d.]+ s, report [\d.]+ s\)"
+    assert re.search(rf"final stage: [\d.]+ s, [\d.]+ of the last epoch {parts}", log)
 
 
 @pytest.mark.parametrize(
