@@ -16,6 +16,7 @@ from deepemocluster.clustering import (
     cluster,
     fit_projection,
     run_kmeans,
+    utterance_clusters,
 )
 from deepemocluster.data.samplers import ShuffledBatchSampler, UniformClusterSampler
 from deepemocluster.metrics import nmi
@@ -160,3 +161,12 @@ def test_the_package_sets_a_passive_openmp_wait_policy_unless_told(given, expect
     out = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True)
     assert out.returncode == 0, out.stderr
     assert out.stdout == expected
+
+
+def test_utterance_clusters_vote_and_break_ties_by_the_earliest_chunk():
+    chunks = np.array([[2, 2, 1], [3, 1, 1], [0, 3, 2], [4, 1, 4]])
+    dist = np.array([[0.2, 0.4, 9.0], [9.0, 0.1, 0.3], [0.5, 1.0, 2.0], [1.0, 9.0, 3.0]])
+    winners, mean_dist = utterance_clusters(chunks, dist)
+    assert winners.tolist() == [2, 1, 0, 4]
+    assert mean_dist.tolist() == pytest.approx([0.3, 0.2, 0.5, 2.0])
+    assert utterance_clusters(chunks)[1] is None

@@ -27,12 +27,13 @@ from deepemocluster.analysis import plots, report, stats
 from deepemocluster.analysis.recordings import RECORDING_METRICS, analyse_recordings
 from deepemocluster.analysis.recordings import verdict as recording_verdict
 from deepemocluster.checkpoint import Checkpoint
+from deepemocluster.clustering import utterance_clusters
 from deepemocluster.config import flatten
 from deepemocluster.config.schema import ATTRIBUTES
 from deepemocluster.data.corpus import Corpus, load_corpus
 from deepemocluster.data.manifest import Utterance
 from deepemocluster.errors import CheckpointError, ConfigError, DeepEmoClusterError, ManifestError
-from deepemocluster.serving.predict import Predictor
+from deepemocluster.serving.api import Model
 from deepemocluster.tracking import (
     RunRecord,
     download_artifact,
@@ -128,7 +129,7 @@ def analyze(
     checkpoint = Checkpoint.load(download_checkpoint(uri, run_id))
     if checkpoint.clusters is None:
         raise CheckpointError(f"run {run_id} was trained without clusters: nothing to analyse")
-    predictor = Predictor.from_checkpoint(checkpoint)
+    predictor = Model.from_checkpoint(checkpoint)
     cfg = predictor.cfg
     train = cfg.data.splits.train
     split = split or train
@@ -169,7 +170,7 @@ def analyze_finished(
         cfg.data.splits.train,
         finished.best_epoch,
         [corpus.manifest[r] for r in finished.train_rows],
-        stats.utterance_clusters(chunks)[0],
+        utterance_clusters(chunks)[0],
     )
     return _write_and_log(uri, run, assigned, "best", permutations)
 
@@ -222,11 +223,11 @@ def _logged(run: Run, uri: str, epoch: str, tmp: Path) -> Assigned:
         cfg.data.splits.train,
         run.best_epoch if epoch == "best" else int(epoch),
         [by_id[i] for i in ids],
-        stats.utterance_clusters(chunks)[0],
+        utterance_clusters(chunks)[0],
     )
 
 
-def _recomputed(run: Run, predictor: Predictor, split: str) -> Assigned:
+def _recomputed(run: Run, predictor: Model, split: str) -> Assigned:
     """Embed the split's chunks with the best weights and assign them to the final centroids."""
     rows = run.corpus.rows(split)
     if len(rows) == 0:

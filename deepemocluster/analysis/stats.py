@@ -13,7 +13,6 @@ from dataclasses import dataclass
 import numpy as np
 from scipy import stats
 
-from deepemocluster.clustering import utterance_clusters  # noqa: F401  (stats.utterance_clusters in analyze.py)
 from deepemocluster.metrics import nmi
 
 BIN_NAMES = ("low", "mid", "high")

@@ -18,15 +18,8 @@ from collections.abc import Iterable
 from pathlib import Path
 
 from deepemocluster.runtime.cli import exit_code
-from deepemocluster.serving.api import BACKENDS, BATCH_FILES, Model, load
-from deepemocluster.serving.backend import TorchBackend  # noqa: F401  (an old name, see below)
+from deepemocluster.serving.api import BACKENDS, BATCH_FILES, load
 from deepemocluster.serving.timeline import SEGMENT_MODES, WHOLE_FILE, TimelineWriter
-
-# Names this module had before the Python API, for the two callers outside serving/ that still
-# import them from here: analysis/analyze.py (Predictor) and benchmarks/onnx_inference.py
-# (TorchBackend). They go once those import Model from serving.api and TorchBackend from
-# serving.backend.
-Predictor = Model
 
 log = logging.getLogger("deepemocluster")
 

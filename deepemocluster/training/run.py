@@ -225,7 +225,9 @@ def _final_stage(
     with timer("model"):
         pyfunc.log_model(folder.best, list(cfg.model.attributes))
     if assignments is not None and cfg.tracking.report:
-        ratings = np.clip(data.scaler.restore(predicted), *best.rating_range)  # Predictor.ratings
+        ratings = np.clip(
+            data.scaler.restore(predicted), *best.rating_range
+        )  # as serving.backend.TorchBackend rates
         finished = Finished(
             best.config(), data.corpus, trainer.best_epoch, data.train.rows, assignments, ratings
         )

@@ -85,15 +85,6 @@ def test_tertile_bins_are_balanced():
     assert edges.tolist() == pytest.approx([30.67, 60.33], abs=0.01)
 
 
-def test_utterance_clusters_vote_and_break_ties_by_the_earliest_chunk():
-    chunks = np.array([[2, 2, 1], [3, 1, 1], [0, 3, 2], [4, 1, 4]])
-    dist = np.array([[0.2, 0.4, 9.0], [9.0, 0.1, 0.3], [0.5, 1.0, 2.0], [1.0, 9.0, 3.0]])
-    winners, mean_dist = stats.utterance_clusters(chunks, dist)
-    assert winners.tolist() == [2, 1, 0, 4]
-    assert mean_dist.tolist() == pytest.approx([0.3, 0.2, 0.5, 2.0])
-    assert stats.utterance_clusters(chunks)[1] is None
-
-
 def test_cluster_profile_counts_and_moments():
     clusters = np.array([0, 0, 2, 2, 2])
     ratings = {"arousal": np.array([1.0, 3.0, 5.0, 6.0, 7.0])}

@@ -13,7 +13,7 @@ import torch
 from mlflow.tracking import MlflowClient
 
 from deepemocluster.checkpoint import Checkpoint
-from deepemocluster.model.encoder import ChunkEncoder
+from deepemocluster.model.frontend import FrontEnd
 from deepemocluster.training.hooks import Hooks
 from deepemocluster.training.run import run
 
@@ -118,7 +118,7 @@ def test_two_stage_clusters_each_part(tiny_cfg):
 
 
 class FinalStageChunks(Hooks):
-    """Counts the chunks that go through a chunk encoder, of any model, once the last epoch has
+    """Counts the chunks that go through a front-end, of any model, once the last epoch has
     ended: a torch hook on every module's forward pass (the final stage's passes over the data,
     whatever model they run in)."""
 
@@ -131,7 +131,7 @@ class FinalStageChunks(Hooks):
             self.handle = torch.nn.modules.module.register_module_forward_hook(self._count)
 
     def _count(self, module: torch.nn.Module, args: tuple, output: torch.Tensor) -> None:
-        if isinstance(module, ChunkEncoder):
+        if isinstance(module, FrontEnd):
             self.chunks += len(args[0])
 
 
