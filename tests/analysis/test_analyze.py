@@ -13,7 +13,7 @@ import numpy as np
 import pytest
 from mlflow.tracking import MlflowClient
 
-from deepemocluster.analysis import analyze
+from deepemocluster.analysis import analyze, outputs
 
 pytestmark = pytest.mark.slow
 
@@ -93,7 +93,7 @@ def test_a_later_analysis_repeats_what_training_logged(trained_run, tmp_path):
     summary = analyze.analyze(trained_run.run_id, tracking_uri=trained_run.uri)
     _, later = _analysis(trained_run, "analysis/Train-best", tmp_path / "later")
     assert json.loads((during / "summary.json").read_text()) == json.loads(
-        json.dumps(analyze._jsonable(summary))
+        json.dumps(outputs._jsonable(summary))
     )
     for name in {"summary.json"} | TABLES | FIGURES - {"test_predicted_vs_true.png"}:
         assert (later / name).read_bytes() == (during / name).read_bytes(), name
