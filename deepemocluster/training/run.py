@@ -307,12 +307,16 @@ def _resume(trainer: Trainer, checkpoint: Checkpoint) -> None:
 
 
 def _fit(trainer: Trainer, signals: StopOnSignals) -> None:
-    """The epochs; meanwhile a signal stops the trainer at its next step (signals.py)."""
+    """The epochs; meanwhile a signal stops the trainer at its next step (signals.py). Under
+    torchrun the ranks then meet once, so no rank tears its process group down while another
+    still finishes the last collective (a rank 1 aborted in gloo's teardown otherwise, now and
+    then, at the end of a 2-rank run)."""
     signals.attached = trainer
     try:
         trainer.fit()
     finally:
         signals.attached = None
+    distributed.barrier(trainer.world)
 
 
 def _end_quietly(tracker: Tracker, status: str) -> None:
