@@ -5,6 +5,8 @@ beside the models."""
 
 from __future__ import annotations
 
+from collections.abc import Callable
+
 import numpy as np
 from omegaconf import DictConfig
 
@@ -52,13 +54,20 @@ def corpus_statistics(corpus: Corpus, rows: np.ndarray, cfg: DictConfig) -> np.n
     )
 
 
-def ridge_scores(corpus: Corpus, cfg: DictConfig) -> dict[str, dict[str, float]]:
-    """{attribute: {"ccc": Test CCC, "alpha": chosen on Development, "dev_ccc": its Dev CCC}}."""
+# (corpus, rows, cfg) -> (len(rows), d) features of those utterances: what a ridge anchor reads
+Features = Callable[[Corpus, np.ndarray, DictConfig], np.ndarray]
+
+
+def ridge_scores(
+    corpus: Corpus, cfg: DictConfig, features: Features = corpus_statistics
+) -> dict[str, dict[str, float]]:
+    """{attribute: {"ccc": Test CCC, "alpha": chosen on Development, "dev_ccc": its Dev CCC}}
+    of the ridge on ``features`` (default: the pooled log-mel statistics)."""
     attributes, splits = list(cfg.model.attributes), cfg.data.splits
     data = []
     for split in (splits.train, splits.dev, splits.test):
         rows = corpus.rows(split, labelled=True)
-        data.append((corpus_statistics(corpus, rows, cfg), corpus.ratings(rows, attributes)))
+        data.append((features(corpus, rows, cfg), corpus.ratings(rows, attributes)))
     return select_and_score(*data, attributes)
 
 

@@ -1,14 +1,18 @@
-"""Model quality: Test1 CCC of the model with and without clustering against ridge regression on
-pooled statistics, at several label fractions and seeds, with paired differences.
+"""Model quality: Test1 CCC of the model with and without clustering against classical anchors
+(ridges on utterance features) and the strongest of them, the baseline, at several label
+fractions and seeds, with paired differences.
 
-Per label fraction and seed (one corpus, one feature store, one labelled subset): ``ridge``
-(``pooled_ridge.py``), ``no_clustering`` (``model.aux_head=none``) and ``clustering`` (the config
-as it is), each model a full training run; per fraction the mean over seeds with a 95 %
-t-interval and the paired differences with theirs. The JSON is rewritten after every run.
-Options (``--corpus-seed``, ``--compare``, ``--jobs``): benchmarks/README.md.
+Per label fraction and seed (one corpus, one feature store, one labelled subset): the anchors of
+``ANCHORS`` (``ridge``: pooled log-mel statistics, ``pooled_ridge.py``; ``ridge_egemaps``:
+opensmile's eGeMAPSv02 functionals, ``egemaps_ridge.py``, skipped where opensmile is missing),
+``no_clustering`` (``model.aux_head=none``) and ``clustering`` (the config as it is), each model a
+full training run; per fraction the mean over seeds with a 95 % t-interval and the paired
+differences with theirs. ``baseline`` is, per fraction and attribute, the anchor with the highest
+mean Test CCC (``BASELINE_RULE``). The JSON is rewritten after every run. Options
+(``--corpus-seed``, ``--compare``, ``--jobs``): benchmarks/README.md.
 
     python benchmarks/quality.py [--quick] [--seeds 0 1 2] [--fractions 1.0 0.1]
-        [--methods ridge no_clustering clustering] [--corpus-seed N]
+        [--methods ridge ridge_egemaps no_clustering clustering] [--corpus-seed N]
         [--compare KEY=V1,V2,...] [--jobs N] [--out FILE] [key=value ...]
 """
 
@@ -25,9 +29,10 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import _common as bench
+import egemaps_ridge
 import numpy as np
 from omegaconf import DictConfig
-from pooled_ridge import STATISTICS, ridge_scores
+from pooled_ridge import STATISTICS, Features, corpus_statistics, ridge_scores
 
 from deepemocluster.config import load_config
 from deepemocluster.data.corpus import load_corpus
@@ -35,9 +40,40 @@ from deepemocluster.statistics_ridge.ridge import ALPHAS
 from deepemocluster.training.run import run
 
 CONFIG = bench.ROOT / "configs" / "default.yaml"
-METHODS = ("ridge", "no_clustering", "clustering")
-# (minuend, subtrahend): what the issue asks the model to win
-DIFFERENCES = (("clustering", "ridge"), ("no_clustering", "ridge"), ("clustering", "no_clustering"))
+
+
+@dataclass(frozen=True)
+class Anchor:
+    """A classical anchor: the project's ridge (``pooled_ridge.ridge_scores``) on ``features``."""
+
+    features: Features  # (corpus, rows, cfg) -> (len(rows), d)
+    statistics: str  # what the features are, for the JSON
+    missing: Callable[[], str | None] = lambda: None  # why it cannot run here (None: it can)
+
+
+# The anchors, by method name: a new one is one entry (its features function and description)
+ANCHORS: dict[str, Anchor] = {
+    "ridge": Anchor(corpus_statistics, STATISTICS),  # the name of earlier JSON files
+    "ridge_egemaps": Anchor(
+        egemaps_ridge.corpus_egemaps, egemaps_ridge.STATISTICS, egemaps_ridge.missing
+    ),
+}
+MODELS = ("no_clustering", "clustering")
+METHODS = (*ANCHORS, *MODELS)
+BASELINE = "baseline"
+BASELINE_RULE = (
+    "per label fraction and attribute, the anchor with the highest mean Test1 CCC over the seeds "
+    "(chosen on Test, which favours the baseline: the conservative side for a claim that the "
+    "model beats it); mean = the mean over attributes of the chosen anchors' CCCs, per seed"
+)
+# (minuend, subtrahend): what the issue asks the model to win, then the earlier pairs
+DIFFERENCES = (
+    ("clustering", BASELINE),
+    ("no_clustering", BASELINE),
+    ("clustering", "ridge"),
+    ("no_clustering", "ridge"),
+    ("clustering", "no_clustering"),
+)
 # overrides that only say where things are: left out of the JSON
 PATHS = ("data.root", "features.store", "tracking.runs_dir", "tracking.run_name")
 QUICK = (*bench.TINY_RUN, "features.workers=1", "train.epochs=1", "train.threads=1")
@@ -46,10 +82,13 @@ QUICK = (*bench.TINY_RUN, "features.workers=1", "train.epochs=1", "train.threads
 def method_ccc(method: str, cfg: DictConfig, name: str) -> tuple[dict[str, float], dict]:
     """Test CCC per attribute (and their mean under ``mean``) of one method, and its details."""
     attributes = list(cfg.model.attributes)
-    if method == "ridge":
-        scores = ridge_scores(load_corpus(cfg), cfg)
+    if method in ANCHORS:
+        scores = ridge_scores(load_corpus(cfg), cfg, ANCHORS[method].features)
         result = {a: scores[a]["ccc"] for a in attributes}
-        details = {"alpha": {a: scores[a]["alpha"] for a in attributes}}
+        details = {
+            "alpha": {a: scores[a]["alpha"] for a in attributes},
+            "dev_ccc": {a: scores[a]["dev_ccc"] for a in attributes},
+        }
     else:
         test = run(cfg, name)
         result = {a: test[f"test/ccc_{a}"] for a in attributes}
@@ -60,24 +99,27 @@ def method_ccc(method: str, cfg: DictConfig, name: str) -> tuple[dict[str, float
 def plan(
     methods: list[str], compare: tuple[str, list[str]] | None
 ) -> list[tuple[str, str, list[str]]]:
-    """(name, method, extra overrides) of each run per seed: the ridge once, each model method
+    """(name, method, extra overrides) of each run per seed: each anchor once, each model method
     once per compared value."""
     if compare is None:
         return [(m, m, []) for m in methods]
     key, values = compare
     return [
-        (m, m, []) if m == "ridge" else (f"{m}[{v}]", m, [f"{key}={v}"])
+        (m, m, []) if m in ANCHORS else (f"{m}[{v}]", m, [f"{key}={v}"])
         for m in methods
-        for v in ([None] if m == "ridge" else values)
+        for v in ([None] if m in ANCHORS else values)
     ]
 
 
 def differences(names: list[str], compare: tuple[str, list[str]] | None) -> list[tuple[str, str]]:
-    """The paired differences a summary reports: what the issue asks the model to win, or with
-    ``compare``, every value against the first, clustering against no clustering at each value,
-    and every model run against the ridge."""
+    """The paired differences a summary reports (``names``: the runs, ``baseline`` among them
+    where an anchor ran): what the issue asks the model to win and every other anchor against
+    the log-mel ridge, or with ``compare``, every value against the first, clustering against no
+    clustering at each value, and every model run against the log-mel ridge and the baseline."""
+    anchors = [n for n in names if n in ANCHORS]
+    against_ridge = [(n, "ridge") for n in anchors if n != "ridge" and "ridge" in names]
     if compare is None:
-        return [pair for pair in DIFFERENCES if set(pair) <= set(names)]
+        return [pair for pair in DIFFERENCES if set(pair) <= set(names)] + against_ridge
     first = compare[1][0]
     pairs = [
         (n, n.replace(f"[{v}]", f"[{first}]"))
@@ -90,7 +132,10 @@ def differences(names: list[str], compare: tuple[str, list[str]] | None) -> list
         for v in compare[1]
         if {f"clustering[{v}]", f"no_clustering[{v}]"} <= set(names)
     ]
-    return pairs + [(n, "ridge") for n in names if n != "ridge" and "ridge" in names]
+    models = [n for n in names if n not in ANCHORS and n != BASELINE]
+    pairs += [(n, "ridge") for n in models if "ridge" in names]
+    pairs += [(n, BASELINE) for n in models if BASELINE in names]
+    return pairs + against_ridge
 
 
 def summarise(
@@ -100,15 +145,22 @@ def summarise(
     methods: list[str],
     pairs: list[tuple[str, str]],
 ) -> dict:
-    """Per method: mean and interval per key; per pair of methods: the paired differences; the
-    ratio of each method's mean CCC to ridge's."""
-    scores = {
-        m: {r["seed"]: r["ccc"] for r in runs if r["fraction"] == fraction and r["method"] == m}
-        for m in methods
-    }
+    """Per method: mean and interval per key; the baseline (``BASELINE_RULE``) as a method of its
+    own, with the anchor it took per attribute; per pair of methods: the paired differences; the
+    ratio of each method's mean CCC to the log-mel ridge's and to the baseline's."""
+    ran = [m for m in methods if m != BASELINE]
+    at_fraction = [r for r in runs if r["fraction"] == fraction]
+    scores = {m: {r["seed"]: r["ccc"] for r in at_fraction if r["method"] == m} for m in ran}
     seeds = sorted(set.intersection(*(set(s) for s in scores.values())))
     if len(seeds) < 2:
         return {}
+    baseline = {}
+    if BASELINE in methods:
+        anchors = [m for m in ran if m in ANCHORS]
+        dev = {
+            m: {r["seed"]: r["dev_ccc"] for r in at_fraction if r["method"] == m} for m in anchors
+        }
+        scores[BASELINE], baseline = strongest_anchor(scores, dev, seeds, keys)
     summary = {
         m: {k: bench.interval([s[seed][k] for seed in seeds]) for k in keys}
         for m, s in scores.items()
@@ -119,13 +171,50 @@ def summarise(
         differences[f"{a}-{b}"] = {
             k: {**bench.interval(d), "per_seed": d} for k, d in per_seed.items()
         }
-    ridge = summary["ridge"]["mean"]["mean"] if "ridge" in summary else 0.0
-    ratios = {m: summary[m]["mean"]["mean"] / ridge for m in methods if ridge > 0}
+
+    def ratios(to: str) -> dict[str, float]:
+        reference = summary[to]["mean"]["mean"] if to in summary else 0.0
+        return {m: summary[m]["mean"]["mean"] / reference for m in summary if reference > 0}
+
     return {
         "seeds": seeds,
         "methods": summary,
         "differences": differences,
-        "ratio_to_ridge": ratios,
+        "ratio_to_ridge": ratios("ridge"),
+        **({"baseline": baseline, "ratio_to_baseline": ratios(BASELINE)} if baseline else {}),
+    }
+
+
+def strongest_anchor(
+    scores: dict[str, dict[int, dict[str, float]]],
+    dev: dict[str, dict[int, dict[str, float]]],
+    seeds: list[int],
+    keys: list[str],
+) -> tuple[dict[int, dict[str, float]], dict]:
+    """The baseline's per-seed CCCs (``BASELINE_RULE``), and per attribute the anchor it took,
+    the one Development would have taken (highest mean Dev CCC), and each anchor's mean Test CCC.
+    A tie keeps the anchor listed first in ``ANCHORS``."""
+    anchors = [m for m in ANCHORS if m in scores]
+    attributes = [k for k in keys if k != "mean"]
+
+    def best(table: dict, a: str) -> str:
+        means = {m: np.mean([table[m][seed][a] for seed in seeds]) for m in anchors}
+        return max(anchors, key=lambda m: (means[m], -anchors.index(m)))
+
+    chosen = {a: best(scores, a) for a in attributes}
+    per_seed = {}
+    for seed in seeds:
+        cells = {a: scores[chosen[a]][seed][a] for a in attributes}
+        per_seed[seed] = {**cells, "mean": float(np.mean(list(cells.values())))}
+    return per_seed, {
+        "rule": BASELINE_RULE,
+        "anchors": anchors,
+        "anchor": chosen,
+        "dev_choice": {a: best(dev, a) for a in attributes},
+        "test_means": {
+            m: {a: float(np.mean([scores[m][seed][a] for seed in seeds])) for a in attributes}
+            for m in anchors
+        },
     }
 
 
@@ -193,7 +282,7 @@ def run_task(task: Task) -> tuple[Task, dict[str, float], dict]:
 
 
 def run_tasks(tasks: list[Task], jobs: int, record: Callable[..., None]) -> None:
-    """``record(task, scores, details)`` as each task finishes: the ridge in this process, the
+    """``record(task, scores, details)`` as each task finishes: the anchors in this process, the
     model runs here too or, with ``jobs`` > 1, in that many fresh processes."""
     if jobs == 1:
         for task in tasks:
@@ -201,9 +290,9 @@ def run_tasks(tasks: list[Task], jobs: int, record: Callable[..., None]) -> None
         return
     spawn = multiprocessing.get_context("spawn")
     with ProcessPoolExecutor(jobs, mp_context=spawn) as pool:
-        models = [pool.submit(run_task, t) for t in tasks if t.method != "ridge"]
+        models = [pool.submit(run_task, t) for t in tasks if t.method not in ANCHORS]
         for task in tasks:  # while the models train
-            if task.method == "ridge":
+            if task.method in ANCHORS:
                 record(*run_task(task))
         for future in as_completed(models):
             record(*future.result())
@@ -223,9 +312,19 @@ def print_summary(summary: dict, keys: list[str]) -> None:
                 for c in (cells[k] for k in keys)
             )
             print(f"{name:{width}s}{line}")
-        if s["ratio_to_ridge"]:
-            ratios = s["ratio_to_ridge"].items()
-            print("mean CCC / ridge's: " + ", ".join(f"{m} {r:.2f}" for m, r in ratios))
+        if "baseline" in s:
+            chosen, dev = s["baseline"]["anchor"], s["baseline"]["dev_choice"]
+            print(
+                "baseline, the strongest anchor on Test: "
+                + ", ".join(
+                    f"{a} {m}" + ("" if dev[a] == m else f" (Development: {dev[a]})")
+                    for a, m in chosen.items()
+                )
+            )
+        for to in ("ridge", "baseline"):
+            if s.get(f"ratio_to_{to}"):
+                ratios = s[f"ratio_to_{to}"].items()
+                print(f"mean CCC / {to}'s: " + ", ".join(f"{m} {r:.2f}" for m, r in ratios))
 
 
 def arguments(argv: list[str] | None) -> tuple[argparse.Namespace, tuple[str, list[str]] | None]:
@@ -253,11 +352,26 @@ def arguments(argv: list[str] | None) -> tuple[argparse.Namespace, tuple[str, li
     return args, (key, values.split(","))
 
 
+def available(methods: list[str]) -> tuple[list[str], dict[str, str]]:
+    """The methods that can run here, in ``METHODS`` order, and why each anchor left out
+    cannot (printed: the benchmark runs without it)."""
+    skipped = {m: why for m in methods if m in ANCHORS and (why := ANCHORS[m].missing())}
+    for m, why in skipped.items():
+        print(f"{m}: skipped: {why}", file=sys.stderr)
+    kept = [m for m in METHODS if m in methods and m not in skipped]
+    if not kept:
+        raise SystemExit("no method left to run")
+    return kept, skipped
+
+
 def main(argv: list[str] | None = None) -> int:
     args, compare = arguments(argv)
-    runs_per_seed = plan([m for m in METHODS if m in args.methods], compare)
+    methods, skipped = available(args.methods)
+    runs_per_seed = plan(methods, compare)
     names = [name for name, _, _ in runs_per_seed]
-    pairs = differences(names, compare)
+    # the baseline is summarised from the anchors' runs: a method without runs of its own
+    names_summarised = [*names, BASELINE] if set(methods) & set(ANCHORS) else names
+    pairs = differences(names_summarised, compare)
     suffix = "" if args.corpus_seed is None else f"_corpus{args.corpus_seed}"
     out = args.out or bench.RESULTS_DIR / f"quality{suffix}.json"
     load_before, runs, summary = bench.load_average(), [], {}
@@ -282,7 +396,9 @@ def main(argv: list[str] | None = None) -> int:
                 | compared
             )
             print(f"{task.fraction} seed {task.seed} {task.name}: mean CCC {scores['mean']:.3f}")
-            summary.update({str(f): summarise(runs, f, keys, names, pairs) for f in args.fractions})
+            summary.update(
+                {str(f): summarise(runs, f, keys, names_summarised, pairs) for f in args.fractions}
+            )
             result = {
                 "benchmark": "quality",
                 "mode": bench.mode(args.quick),
@@ -295,9 +411,13 @@ def main(argv: list[str] | None = None) -> int:
                 "methods": names,
                 "jobs": args.jobs,
                 "ridge": {"statistics": STATISTICS, "alphas": list(ALPHAS)},
+                "anchors": {m: ANCHORS[m].statistics for m in methods if m in ANCHORS},
+                "skipped": skipped,
+                "baseline_rule": BASELINE_RULE,
+                "licence": {"ridge_egemaps": egemaps_ridge.LICENCE},
                 "summary": summary,
                 "runs": runs,
-                "machine": bench.machine_info(("torch", "numpy"), load_before),
+                "machine": bench.machine_info(("torch", "numpy", "opensmile"), load_before),
             }
             bench.write_results(result, out)
 
