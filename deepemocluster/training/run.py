@@ -47,9 +47,15 @@ def run(
     clustering.set_threads(cfg.cluster.threads or cfg.train.threads)
     world, device = distributed.init(select_device(cfg.train.device), cfg.train.dist_timeout_min)
     try:
-        if not world.is_main:
-            return _run_on_other_rank(cfg, device, world, hooks)
-        return _run_on_rank_zero(cfg, config_name, parent_run_id, device, world, hooks)
+        if world.is_main:
+            result = _run_on_rank_zero(cfg, config_name, parent_run_id, device, world, hooks)
+        else:
+            result = _run_on_other_rank(cfg, device, world, hooks)
+        # A finished run's ranks leave together: a rank that tore its process group down while
+        # rank 0 was still in its final stage aborted now and then (SIGABRT in a 2-rank run). A
+        # failed run skips this, so torchrun ends the other ranks at once instead of them waiting.
+        distributed.barrier(world)
+        return result
     finally:
         distributed.shutdown(world)
 
@@ -307,16 +313,12 @@ def _resume(trainer: Trainer, checkpoint: Checkpoint) -> None:
 
 
 def _fit(trainer: Trainer, signals: StopOnSignals) -> None:
-    """The epochs; meanwhile a signal stops the trainer at its next step (signals.py). Under
-    torchrun the ranks then meet once, so no rank tears its process group down while another
-    still finishes the last collective (a rank 1 aborted in gloo's teardown otherwise, now and
-    then, at the end of a 2-rank run)."""
+    """The epochs; meanwhile a signal stops the trainer at its next step (signals.py)."""
     signals.attached = trainer
     try:
         trainer.fit()
     finally:
         signals.attached = None
-    distributed.barrier(trainer.world)
 
 
 def _end_quietly(tracker: Tracker, status: str) -> None:

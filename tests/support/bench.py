@@ -5,6 +5,7 @@ from __future__ import annotations
 import importlib
 import json
 import math
+import os
 import subprocess
 import sys
 from pathlib import Path
@@ -14,13 +15,17 @@ BENCHMARKS = Path(__file__).resolve().parents[2] / "benchmarks"
 
 
 def run_quick(script: str, out: Path, *extra: str) -> tuple[str, dict]:
+    """The script in quick mode, its numba cache (librosa's JIT) its own: the test workers run
+    in parallel, and a process that died without a word (prosody.py, once) may have read
+    another's half-written cache."""
     proc = subprocess.run(
         [sys.executable, str(BENCHMARKS / script), "--quick", "--out", str(out), *extra],
         capture_output=True,
         text=True,
         timeout=600,
+        env={**os.environ, "NUMBA_CACHE_DIR": str(out.parent / "numba_cache")},
     )
-    assert proc.returncode == 0, proc.stdout + proc.stderr
+    assert proc.returncode == 0, f"exit {proc.returncode}\n{proc.stdout}{proc.stderr}"
     return proc.stdout, json.loads(out.read_text())
 
 
